@@ -1,0 +1,3 @@
+from co2gate.cli import main
+
+main()

@@ -1,0 +1,82 @@
+"""The one interface every energy source implements: start a window, stop it, get a Reading."""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class Component(str, enum.Enum):
+    """A class of device whose energy is reported separately."""
+
+    CPU = "cpu"
+    GPU = "gpu"
+    RAM = "ram"
+
+
+class Method(str, enum.Enum):
+    """How a figure was obtained; reports print these labels."""
+
+    NVML_ENERGY_COUNTER = "nvml-energy-counter"  # measured: the GPU's own energy counter
+    NVML_POWER_SAMPLING = "nvml-power-sampling"  # measured: power samples, integrated
+    RAPL = "rapl"  # measured: the CPU's RAPL energy counters
+    TDP_LOAD_ESTIMATE = "tdp-load-estimate"  # estimated: TDP scaled by CPU load
+    VM_SHARE_ESTIMATE = "vm-share-estimate"  # estimated: the above, scaled to a VM's vCPUs
+    RAM_SIZE_ESTIMATE = "ram-size-estimate"  # estimated: watts per DIMM from installed RAM
+    USER_CONSTANT = "user-constant"  # given by the user
+    FAKE = "fake"  # a test double
+    NONE = "none"  # no such device
+    FAILED = "failed"  # the source broke; the figure is missing, see notes
+
+    @property
+    def is_measured(self) -> bool:
+        return self in (Method.NVML_ENERGY_COUNTER, Method.NVML_POWER_SAMPLING, Method.RAPL)
+
+
+@dataclass(frozen=True)
+class ComponentReading:
+    """Energy one source read for one component over the window it actually watched."""
+
+    component: Component
+    energy_kwh: float
+    method: Method
+    window_s: float  # seconds between the source becoming ready and stop()
+
+
+@dataclass(frozen=True)
+class GpuReading:
+    index: int  # NVML index
+    name: str
+    uuid: str
+    energy_kwh: float
+    mean_power_w: float
+    mean_utilization_pct: float | None
+    method: Method
+
+
+@dataclass(frozen=True)
+class Reading:
+    parts: tuple[ComponentReading, ...]
+    gpus: tuple[GpuReading, ...] = ()
+    host: Mapping[str, object] = field(default_factory=dict)  # cpu_model, ram_total_gb, ...
+    notes: tuple[str, ...] = ()  # what went wrong or was approximated, in a sentence each
+
+
+class MeterError(Exception):
+    """A source could not start or read; the message says which and why."""
+
+
+class Meter(abc.ABC):
+    """An energy source. start() may be slow (it runs beside the command); stop() must be quick."""
+
+    name: str = "meter"
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Open the measurement window. Raises MeterError."""
+
+    @abc.abstractmethod
+    def stop(self) -> Reading:
+        """Close the window and return what was read in it. Raises MeterError."""

@@ -1,0 +1,34 @@
+"""Unit conversions, each in one place and each tested against a hand-computed figure.
+
+Values enter co2gate in the units their source speaks (NVML: mJ and mW; samplers: W over s)
+and are converted here, once, into the units the rest of the code uses: kWh, W, kg.
+"""
+
+from __future__ import annotations
+
+JOULES_PER_KWH = 3.6e6  # 1 kWh = 1000 W x 3600 s
+
+
+def mj_to_kwh(millijoules: float) -> float:
+    """NVML's energy counter (mJ) to kWh."""
+    return millijoules / 1000.0 / JOULES_PER_KWH
+
+
+def mw_to_w(milliwatts: float) -> float:
+    """NVML's power reading (mW) to W."""
+    return milliwatts / 1000.0
+
+
+def watt_seconds_to_kwh(watts: float, seconds: float) -> float:
+    """Mean power held for a duration, as energy."""
+    return watts * seconds / JOULES_PER_KWH
+
+
+def kwh_to_mean_w(energy_kwh: float, seconds: float) -> float:
+    """Energy over a duration, as mean power; 0 for an empty duration."""
+    return energy_kwh * JOULES_PER_KWH / seconds if seconds > 0 else 0.0
+
+
+def emissions_kg(energy_kwh: float, pue: float, intensity_g_per_kwh: float) -> float:
+    """Device energy x data-centre PUE x grid intensity (g/kWh), in kg CO2e."""
+    return energy_kwh * pue * intensity_g_per_kwh / 1000.0
