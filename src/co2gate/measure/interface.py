@@ -72,6 +72,7 @@ class Meter(abc.ABC):
     """An energy source. start() may be slow (it runs beside the command); stop() must be quick."""
 
     name: str = "meter"
+    components: tuple[Component, ...] = ()  # what its Reading covers, even when it fails
 
     @abc.abstractmethod
     def start(self) -> None:

@@ -1,0 +1,219 @@
+"""The measured run as data: emissions.json (co2gate/emissions/v1) and codecarbon's CSV."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from co2gate import __version__, units
+from co2gate.intensity import Intensity
+from co2gate.measure.interface import Component, Method
+from co2gate.runner import ChildResult, MeterOutcome
+
+SCHEMA = "co2gate/emissions/v1"
+_NO_COORDINATES: Any = None  # as codecarbon's offline tracker writes them: empty cells
+
+
+@dataclasses.dataclass(frozen=True)
+class RunLabels:
+    """What the user said this run is."""
+
+    label: str
+    workload: str
+    requests: int | None = None
+
+
+@dataclasses.dataclass
+class _Part:
+    energy_kwh: float = 0.0
+    method: Method = Method.NONE
+    coverage: float | None = None  # None: nothing watched this component
+
+
+def scale_to_lifetime(energy_kwh: float, window_s: float, lifetime_s: float) -> float:
+    """Energy over the command's whole lifetime at the mean power a source saw in its window.
+
+    A source that became ready after the command started saw only part of its life.
+    """
+    if window_s <= 0:
+        return 0.0
+    return energy_kwh * lifetime_s / window_s
+
+
+def build(
+    child: ChildResult,
+    outcomes: Sequence[MeterOutcome],
+    intensity: Intensity,
+    *,
+    pue: float,
+    labels: RunLabels,
+    ci: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The emissions.json document for one measured run."""
+    lifetime = child.duration_s
+    parts = {component: _Part() for component in Component}
+    gpus: list[dict[str, Any]] = []
+    host: dict[str, Any] = {}
+    notes: list[str] = []
+
+    for outcome in outcomes:
+        if outcome.error is not None:
+            notes.append(f"{outcome.name} failed: {outcome.error}")
+            for component in outcome.meter.components if outcome.meter else ():
+                parts[component].method = Method.FAILED
+        reading = outcome.reading
+        if reading is None:
+            continue
+        ready = outcome.ready_after_s or 0.0
+        coverage = max(0.0, min(1.0, (lifetime - ready) / lifetime)) if lifetime > 0 else 0.0
+        for part in reading.parts:
+            parts[part.component] = _Part(
+                scale_to_lifetime(part.energy_kwh, part.window_s, lifetime), part.method, coverage
+            )
+        for gpu in reading.gpus:
+            window = reading.parts[0].window_s if reading.parts else 0.0
+            energy = scale_to_lifetime(gpu.energy_kwh, window, lifetime)
+            gpus.append(
+                {
+                    "index": gpu.index,
+                    "name": gpu.name,
+                    "uuid": gpu.uuid,
+                    "energy_kwh": energy,
+                    "mean_power_w": units.kwh_to_mean_w(energy, lifetime),
+                    "mean_utilization_pct": gpu.mean_utilization_pct,
+                    "method": gpu.method.value,
+                }
+            )
+        host.update(reading.host)
+        notes.extend(reading.notes)
+        if coverage < 0.99:
+            notes.append(
+                f"{outcome.name} was ready {ready:.2f} s after the command started: it measured "
+                f"{coverage:.0%} of the run and the rest is extrapolated at its mean power"
+            )
+
+    total = sum(p.energy_kwh for p in parts.values())
+    emissions = units.emissions_kg(total, pue, intensity.g_per_kwh)
+    requests = labels.requests
+    host.setdefault("gpu_count", len(gpus))
+    host["co2gate_version"] = __version__
+    return {
+        "schema": SCHEMA,
+        "run": {
+            "id": str(uuid.uuid4()),
+            "label": labels.label,
+            "workload": labels.workload,
+            "command": list(child.argv),
+            "exit_code": child.exit_code,
+            "signal": child.signal,
+            "forwarded_signals": list(child.forwarded),
+            "started_at": child.started_at.isoformat(timespec="milliseconds"),
+            "ended_at": child.ended_at.isoformat(timespec="milliseconds"),
+            "duration_s": lifetime,
+            "cpu_s": child.cpu_s,
+            "stopped_by_guard": False,
+        },
+        "energy_kwh": {c.value: parts[c].energy_kwh for c in Component} | {"total": total},
+        "power_w": {c.value: units.kwh_to_mean_w(parts[c].energy_kwh, lifetime) for c in Component},
+        "methods": {c.value: parts[c].method.value for c in Component},
+        "coverage": {c.value: parts[c].coverage for c in Component},
+        "pue": pue,
+        "intensity_g_per_kwh": intensity.g_per_kwh,
+        "intensity_source": intensity.source,
+        "location": {
+            "country_iso_code": intensity.country_iso_code,
+            "country_name": intensity.country_name,
+            "region": intensity.region,
+            "cloud_provider": intensity.cloud_provider,
+            "cloud_region": intensity.cloud_region,
+        },
+        "emissions_kg": emissions,
+        "gpus": gpus,
+        "requests": requests,
+        "per_request_g": emissions * 1000.0 / requests if requests else None,
+        "host": host,
+        "notes": notes,
+        "ci": dict(ci) if ci else None,
+    }
+
+
+def csv_row(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """One row of codecarbon's emissions.csv for a co2gate run.
+
+    codecarbon's energy and power columns include PUE, and so do these; emissions.json's
+    energy_kwh does not (it is what the devices drew).
+    """
+    from codecarbon.output_methods.emissions_data import EmissionsData
+
+    run, energy, pue, host = doc["run"], doc["energy_kwh"], doc["pue"], doc["host"]
+    duration = run["duration_s"]
+    gpus = doc["gpus"]
+    gpu_util = [g["mean_utilization_pct"] for g in gpus if g["mean_utilization_pct"] is not None]
+    location = doc["location"]
+    data = EmissionsData(
+        timestamp=run["ended_at"][:19],
+        project_name=run["label"],
+        run_id=run["id"],
+        experiment_id=run["workload"],
+        duration=duration,
+        emissions=doc["emissions_kg"],
+        emissions_rate=doc["emissions_kg"] / duration if duration > 0 else 0.0,
+        cpu_power=doc["power_w"]["cpu"] * pue,
+        gpu_power=doc["power_w"]["gpu"] * pue,
+        ram_power=doc["power_w"]["ram"] * pue,
+        cpu_energy=energy["cpu"] * pue,
+        gpu_energy=energy["gpu"] * pue,
+        ram_energy=energy["ram"] * pue,
+        energy_consumed=energy["total"] * pue,
+        water_consumed=0.0,
+        country_name=location["country_name"],
+        country_iso_code=location["country_iso_code"],
+        region=location["region"],
+        cloud_provider=location["cloud_provider"],
+        cloud_region=location["cloud_region"],
+        os=host.get("os", ""),
+        python_version=host.get("python_version", ""),
+        codecarbon_version=host.get("codecarbon_version", ""),
+        cpu_count=host.get("cpu_count", ""),
+        cpu_model=host.get("cpu_model", ""),
+        gpu_count=len(gpus),
+        gpu_model=host.get("gpu_model", ""),
+        longitude=_NO_COORDINATES,
+        latitude=_NO_COORDINATES,
+        ram_total_size=host.get("ram_total_gb", ""),
+        tracking_mode="machine",
+        cpu_utilization_percent=host.get("cpu_utilization_pct", 0.0),
+        gpu_utilization_percent=sum(gpu_util) / len(gpu_util) if gpu_util else 0.0,
+        ram_utilization_percent=host.get("ram_utilization_pct", 0.0),
+        ram_used_gb=host.get("ram_used_gb", 0.0),
+        on_cloud="Y" if location["cloud_provider"] else "N",
+        pue=pue,
+        wue=0.0,
+    )
+    return dict(data.values)
+
+
+def write(out_dir: Path, doc: Mapping[str, Any]) -> tuple[Path, Path]:
+    """Write emissions.json and emissions.csv into out_dir, each atomically."""
+    row = csv_row(doc)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(row), lineterminator="\n")
+    writer.writeheader()
+    writer.writerow(row)
+    json_path, csv_path = out_dir / "emissions.json", out_dir / "emissions.csv"
+    _atomic_write(json_path, json.dumps(doc, indent=2) + "\n")
+    _atomic_write(csv_path, buffer.getvalue())
+    return json_path, csv_path
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,407 @@
+"""GPU energy from NVML: each GPU's own energy counter, else its power samples integrated.
+
+Whole-device figures (NVML cannot attribute energy to a process), for the GPUs that
+CUDA_VISIBLE_DEVICES lets the job see.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import itertools
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from co2gate.measure.interface import (
+    Component,
+    ComponentReading,
+    GpuReading,
+    Meter,
+    MeterError,
+    Method,
+    Reading,
+)
+from co2gate.units import kwh_to_mean_w, mj_to_kwh, mw_to_w, watt_seconds_to_kwh
+
+log = logging.getLogger("co2gate")
+
+SHORT_WINDOW_S = 2.0  # NVML's counter steps about every 100 ms: windows under ~2 s read low
+JOIN_TIMEOUT_S = 5.0  # a sampling thread stuck in an NVML call must not hold up stop()
+
+
+def _import_pynvml() -> Any:
+    """The vendor library (package nvidia-ml-py), imported only when a GPU is to be measured."""
+    return importlib.import_module("pynvml")
+
+
+def _text(value: object) -> str:
+    """NVML strings: older pynvml releases return bytes, newer ones str."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _call(nvml: Any, call: str, where: str, *args: Any, optional: bool = False) -> Any:
+    """One NVML call; its NVMLError comes out as MeterError naming the call and the device.
+
+    With optional=True a NotSupported answer returns None instead.
+    """
+    try:
+        return getattr(nvml, call)(*args)
+    except nvml.NVMLError as e:
+        if optional and isinstance(e, nvml.NVMLError_NotSupported):
+            return None
+        raise MeterError(f"NVML {call} failed on {where}: {e}") from e
+
+
+def _select(nvml: Any, count: int, visible: str | None) -> tuple[list[int], list[str]]:
+    """The NVML indices CUDA_VISIBLE_DEVICES selects, read as CUDA reads it, and notes.
+
+    Indices are taken as NVML (PCI bus) order. CUDA's default order is fastest first, so
+    on a machine mixing GPU models they can differ unless CUDA_DEVICE_ORDER=PCI_BUS_ID.
+    """
+    if visible is None:
+        return list(range(count)), []
+    if not visible.strip():
+        return [], ["CUDA_VISIBLE_DEVICES is empty: no GPU is visible to the job"]
+    chosen: list[int] = []
+    notes: list[str] = []
+    uuids: list[str] = []
+    for raw in visible.split(","):
+        entry = raw.strip()
+        index: int | None = None
+        if entry.startswith(("GPU-", "MIG-")) and not uuids:
+            uuids = [
+                _text(_call(nvml, "nvmlDeviceGetUUID", f"GPU {i}", _handle(nvml, i)))
+                for i in range(count)
+            ]
+        if entry.startswith("GPU-"):
+            matches = [i for i, uuid in enumerate(uuids) if uuid.startswith(entry)]
+            index = matches[0] if len(matches) == 1 else None  # ambiguous: names no GPU
+        elif entry.startswith("MIG-"):
+            index = _mig_parent(nvml, entry, uuids)
+            if index is not None:
+                notes.append(
+                    f"CUDA_VISIBLE_DEVICES names MIG slice {entry}: MIG slices have no energy "
+                    f"counter of their own, so the whole parent GPU {index} is measured, "
+                    "other slices' work included"
+                )
+        elif entry.isascii() and entry.isdigit() and int(entry) < count:
+            index = int(entry)
+        if index is None:
+            # CUDA stops at the first entry that names no device: "0,1,-1,2" is GPUs 0 and 1.
+            notes.append(
+                f"CUDA_VISIBLE_DEVICES entry {entry!r} names no GPU: it and the entries "
+                "after it are ignored, as CUDA does"
+            )
+            break
+        if index not in chosen:
+            chosen.append(index)
+    return chosen, notes
+
+
+def _handle(nvml: Any, index: int) -> Any:
+    return _call(nvml, "nvmlDeviceGetHandleByIndex", f"GPU {index}", index)
+
+
+def _mig_parent(nvml: Any, mig_uuid: str, uuids: Sequence[str]) -> int | None:
+    """NVML index of the GPU that holds a MIG slice, or None if NVML does not know the slice."""
+    try:
+        mig = _call(nvml, "nvmlDeviceGetHandleByUUID", mig_uuid, mig_uuid)
+        parent = _call(nvml, "nvmlDeviceGetDeviceHandleFromMigDeviceHandle", mig_uuid, mig)
+        parent_uuid = _text(_call(nvml, "nvmlDeviceGetUUID", f"parent of {mig_uuid}", parent))
+    except MeterError:
+        return None
+    return uuids.index(parent_uuid) if parent_uuid in uuids else None
+
+
+def _model_string(names: Sequence[str]) -> str:
+    """'2 x NVIDIA H100 80GB HBM3', as codecarbon's gpu_model; mixed models comma-separated."""
+    return ", ".join(f"{n} x {name}" for name, n in Counter(names).items())
+
+
+def _integrate_kwh(samples: Sequence[tuple[float, float]], t0: float, t1: float) -> float:
+    """Energy under (time, W) samples over [t0, t1]: trapezoids, each end held flat."""
+    if not samples or t1 <= t0:
+        return 0.0
+    points = [(min(max(t, t0), t1), w) for t, w in samples]
+    points = [(t0, points[0][1]), *points, (t1, points[-1][1])]
+    return sum(
+        watt_seconds_to_kwh((wa + wb) / 2.0, tb - ta)
+        for (ta, wa), (tb, wb) in itertools.pairwise(points)
+    )
+
+
+@dataclass
+class _Gpu:
+    """What is known about one watched GPU; mutated only under NvmlMeter._lock."""
+
+    index: int
+    name: str
+    uuid: str
+    handle: Any
+    has_counter: bool
+    counter_mj: int = 0  # last raw counter value: mJ since driver load
+    energy_mj: float = 0.0  # counted since the window opened
+    power: list[tuple[float, float]] = field(default_factory=list)  # (monotonic s, W)
+    util: list[float] | None = field(default_factory=list)  # None: not supported
+    util_on: bool = True
+    active: bool = True  # False once a read failed: its figures stop there
+    last_good_t: float = 0.0
+
+
+class NvmlMeter(Meter):
+    """GPU energy over a window, per GPU and in total, from NVML.
+
+    GPUs with an energy counter (Volta and newer) are measured from counter deltas; older
+    ones from power samples taken every interval_s and integrated.
+    """
+
+    name = "nvml"
+    components = (Component.GPU,)
+
+    def __init__(
+        self,
+        nvml: object | None = None,
+        *,
+        visible_devices: str | None = None,
+        interval_s: float = 0.5,
+    ) -> None:
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be positive, got {interval_s}")
+        self._nvml: Any = nvml
+        self._visible = visible_devices
+        self._interval_s = interval_s
+        self._lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._gpus: list[_Gpu] = []
+        self._notes: list[str] = []
+        self._t0 = 0.0
+        self._state = "new"  # new -> started -> stopped: one window per meter
+
+    def start(self) -> None:
+        """Init NVML, pick the visible GPUs, take the first readings, start sampling."""
+        if self._state != "new":
+            raise MeterError("nvml: a meter measures one window; make a new one")
+        if self._nvml is None:
+            try:
+                self._nvml = _import_pynvml()
+            except ImportError as e:
+                raise MeterError("nvml: pynvml (package nvidia-ml-py) is not installed") from e
+        nvml = self._nvml
+        _call(nvml, "nvmlInit", "this machine")
+        try:
+            count = int(_call(nvml, "nvmlDeviceGetCount", "this machine"))
+            indices, notes = _select(nvml, count, self._visible)
+            gpus = [self._open(index) for index in indices]
+        except MeterError:
+            with contextlib.suppress(nvml.NVMLError):
+                nvml.nvmlShutdown()
+            raise
+        self._t0 = time.monotonic()
+        for gpu in gpus:
+            gpu.last_good_t = self._t0
+        with self._lock:
+            self._gpus = gpus
+            self._notes = notes
+        self._state = "started"
+        if gpus:
+            self._thread = threading.Thread(target=self._run, name="co2gate-nvml", daemon=True)
+            self._thread.start()
+
+    def _open(self, index: int) -> _Gpu:
+        """Name a GPU and take its first reading; raises MeterError naming the GPU and call."""
+        nvml = self._nvml
+        where = f"GPU {index}"
+        handle = _handle(nvml, index)
+        name = _text(_call(nvml, "nvmlDeviceGetName", where, handle))
+        uuid = _text(_call(nvml, "nvmlDeviceGetUUID", where, handle))
+        where = f"GPU {index} ({name})"
+        # Energy counter: mJ since driver load, Volta and newer; NotSupported before.
+        counter = _call(nvml, "nvmlDeviceGetTotalEnergyConsumption", where, handle, optional=True)
+        gpu = _Gpu(index, name, uuid, handle, has_counter=counter is not None)
+        if counter is not None:
+            gpu.counter_mj = int(counter)
+        else:
+            milliwatts = _call(nvml, "nvmlDeviceGetPowerUsage", where, handle, optional=True)
+            if milliwatts is None:
+                raise MeterError(f"NVML on {where}: neither energy counter nor power reading")
+            gpu.power.append((time.monotonic(), mw_to_w(float(milliwatts))))
+        rates = _call(nvml, "nvmlDeviceGetUtilizationRates", where, handle, optional=True)
+        if rates is None:
+            gpu.util, gpu.util_on = None, False
+        else:
+            gpu.util = [float(rates.gpu)]
+        return gpu
+
+    def _run(self) -> None:
+        """Sampling thread: read every GPU every interval_s until stop() sets the event."""
+        try:
+            while not self._stop_event.wait(self._interval_s):
+                for gpu in self._gpus:
+                    if gpu.active:
+                        self._sample(gpu)
+        except Exception as e:  # a bug here must show in the reading, not vanish with the thread
+            with self._lock:
+                self._notes.append(f"GPU sampling stopped early: {e!r}")
+
+    def _sample(self, gpu: _Gpu) -> None:
+        """Read one GPU; on an NVML error keep its figures so far, stop watching it, note it."""
+        nvml = self._nvml
+        where = f"GPU {gpu.index} ({gpu.name})"
+        try:
+            if gpu.has_counter:
+                counter = int(_call(nvml, "nvmlDeviceGetTotalEnergyConsumption", where, gpu.handle))
+                watts = None
+            else:
+                counter = None
+                watts = mw_to_w(float(_call(nvml, "nvmlDeviceGetPowerUsage", where, gpu.handle)))
+            now = time.monotonic()
+        except MeterError as e:
+            with self._lock:
+                gpu.active = False
+                self._notes.append(
+                    f"{e}; its energy covers only the first {gpu.last_good_t - self._t0:.1f} s"
+                )
+            return
+        utilization: float | None = None
+        util_error: MeterError | None = None
+        if gpu.util_on:
+            try:
+                rates = _call(nvml, "nvmlDeviceGetUtilizationRates", where, gpu.handle)
+                utilization = float(rates.gpu)
+            except MeterError as e:
+                util_error = e
+        with self._lock:
+            if counter is not None:
+                # Lower than the last read: the driver reloaded and the counter restarted at
+                # 0, so the value itself is the energy since; at most one interval is lost.
+                delta = counter - gpu.counter_mj if counter >= gpu.counter_mj else counter
+                gpu.energy_mj += delta
+                gpu.counter_mj = counter
+            if watts is not None:
+                gpu.power.append((now, watts))
+            gpu.last_good_t = now
+            if utilization is not None and gpu.util is not None:
+                gpu.util.append(utilization)
+            if util_error is not None:
+                gpu.util_on = False
+                self._notes.append(f"{util_error}; utilisation not sampled after that")
+
+    def stop(self) -> Reading:
+        """Stop sampling, take the last readings, shut NVML down, return the window's energy."""
+        if self._state != "started":
+            raise MeterError("nvml: stop() called without a running start()")
+        self._state = "stopped"
+        self._stop_event.set()
+        hung = False
+        if self._thread is not None:
+            self._thread.join(JOIN_TIMEOUT_S)
+            hung = self._thread.is_alive()
+        if hung:  # a final read racing the thread's could count a stale value as a reset
+            with self._lock:
+                self._notes.append(
+                    f"GPU sampling thread still busy after {JOIN_TIMEOUT_S:.0f} s (an NVML "
+                    "call hung?): energy is as of its last completed reading"
+                )
+        else:
+            for gpu in self._gpus:
+                if gpu.active:
+                    self._sample(gpu)
+        t1 = time.monotonic()
+        try:
+            _call(self._nvml, "nvmlShutdown", "this machine")
+        except MeterError as e:  # the figures are read already; losing them would help no one
+            with self._lock:
+                self._notes.append(str(e))
+        with self._lock:
+            return self._reading(t1)
+
+    def _reading(self, t1: float) -> Reading:
+        window_s = t1 - self._t0
+        gpus: list[GpuReading] = []
+        notes = list(self._notes)
+        for gpu in self._gpus:
+            if gpu.has_counter:
+                energy_kwh = mj_to_kwh(gpu.energy_mj)
+                method = Method.NVML_ENERGY_COUNTER
+            else:
+                end = t1 if gpu.active else gpu.last_good_t
+                energy_kwh = _integrate_kwh(gpu.power, self._t0, end)
+                method = Method.NVML_POWER_SAMPLING
+            util = sum(gpu.util) / len(gpu.util) if gpu.util else None
+            gpus.append(
+                GpuReading(
+                    index=gpu.index,
+                    name=gpu.name,
+                    uuid=gpu.uuid,
+                    energy_kwh=max(energy_kwh, 0.0),
+                    mean_power_w=kwh_to_mean_w(max(energy_kwh, 0.0), window_s),
+                    mean_utilization_pct=util,
+                    method=method,
+                )
+            )
+        if not self._gpus:
+            part_method = Method.NONE
+        elif all(gpu.has_counter for gpu in self._gpus):
+            part_method = Method.NVML_ENERGY_COUNTER
+        else:
+            part_method = Method.NVML_POWER_SAMPLING
+            sampled = ", ".join(str(gpu.index) for gpu in self._gpus if not gpu.has_counter)
+            notes.append(
+                f"GPU {sampled}: no energy counter (pre-Volta); power sampled every "
+                f"{self._interval_s:g} s and integrated, which can be off by tens of percent"
+            )
+        if window_s < SHORT_WINDOW_S and any(gpu.has_counter for gpu in self._gpus):
+            notes.append(
+                f"GPU window was {window_s:.1f} s: NVML's counter reads low under about 2 s"
+            )
+        total_kwh = sum(g.energy_kwh for g in gpus)
+        return Reading(
+            parts=(ComponentReading(Component.GPU, total_kwh, part_method, window_s),),
+            gpus=tuple(gpus),
+            host={"gpu_count": len(gpus), "gpu_model": _model_string([g.name for g in gpus])},
+            notes=tuple(notes),
+        )
+
+
+def gpu_meter(env: Mapping[str, str] = os.environ, nvml: object | None = None) -> NvmlMeter | None:
+    """An NvmlMeter for the GPUs the job can see, or None where it sees none.
+
+    No driver is the normal case on CPU runners: one INFO line, never an error. The probe
+    is cheap: init, count, shutdown (plus UUID look-ups if CUDA_VISIBLE_DEVICES has UUIDs).
+    """
+    lib: Any = nvml
+    if lib is None:
+        try:
+            lib = _import_pynvml()
+        except ImportError:
+            log.info("pynvml (nvidia-ml-py) not installed: GPU energy not measured")
+            return None
+    try:
+        lib.nvmlInit()
+    except lib.NVMLError as e:
+        log.info("no NVIDIA driver found (%s): GPU energy not measured", e)
+        return None
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    try:
+        count = int(lib.nvmlDeviceGetCount())
+        chosen, _ = _select(lib, count, visible)
+    except (lib.NVMLError, MeterError) as e:
+        log.warning("NVML failed while listing GPUs (%s): GPU energy not measured", e)
+        return None
+    finally:
+        with contextlib.suppress(lib.NVMLError):
+            lib.nvmlShutdown()
+    if not chosen:
+        if count == 0:
+            log.info("NVML found no GPU: GPU energy not measured")
+        else:
+            log.info("CUDA_VISIBLE_DEVICES=%r selects no GPU: GPU energy not measured", visible)
+        return None
+    return NvmlMeter(lib, visible_devices=visible)

@@ -1,0 +1,216 @@
+"""Start the command at once, pass its output and signals through, and measure its lifetime.
+
+The child inherits co2gate's stdin, stdout and stderr, so its output reaches the terminal or
+the runner log byte for byte with no copy in between. It runs in its own process group, so a
+forwarded signal reaches everything it started. Energy sources start in background threads
+while the child is already running: none of them delays it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from types import FrameType
+
+from co2gate.measure.interface import Meter, MeterError, Reading
+
+# GitHub cancels a job with SIGINT, then SIGTERM 7.5 s later; a terminal sends SIGHUP/SIGQUIT.
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+MeterFactory = Callable[[], "Meter | None"]
+
+
+class CommandError(Exception):
+    """The command could not be started at all."""
+
+
+@dataclass(frozen=True)
+class ChildResult:
+    argv: tuple[str, ...]
+    exit_code: int  # the shell's convention: 128 + N when the child died of signal N
+    signal: str | None  # name of the signal that ended the child, if one did
+    forwarded: tuple[str, ...]  # signals co2gate received and passed on
+    started_at: datetime
+    ended_at: datetime
+    duration_s: float
+    cpu_s: float  # user + system time of the child and the descendants it waited for
+
+
+@dataclass
+class MeterOutcome:
+    """What became of one energy source: its reading, or why there is none."""
+
+    name: str
+    meter: Meter | None = None
+    reading: Reading | None = None
+    error: str | None = None
+    ready_after_s: float | None = None  # from the child's start to the source's window opening
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+
+def run_measured(
+    argv: Sequence[str], sources: Sequence[MeterFactory]
+) -> tuple[ChildResult, list[MeterOutcome]]:
+    """Run argv to completion under every energy source that is present; never raises for them."""
+    with Supervisor(argv) as supervisor:
+        return supervisor.run(sources)
+
+
+class Supervisor:
+    """Owns the child's lifetime. Signals stay forwarded, or deferred once the child is gone,
+    until the `with` block ends: wrap the writing of results in it so a late SIGTERM cannot
+    lose what was measured."""
+
+    def __init__(self, argv: Sequence[str]) -> None:
+        self.argv = tuple(argv)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.forwarded: list[str] = []
+        self._previous: dict[int, object] = {}
+        self._terminal: int | None = None
+
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._give_back_terminal()
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+    def run(self, sources: Sequence[MeterFactory]) -> tuple[ChildResult, list[MeterOutcome]]:
+        started_at, t0 = datetime.now(timezone.utc), time.monotonic()
+        self.proc = _spawn(self.argv)
+        for signum in FORWARDED:
+            self._previous[signum] = signal.signal(signum, self._forward)
+        self._take_terminal()
+        outcomes = [_start_in_background(factory, t0) for factory in sources]
+
+        _, status, usage = _wait4(self.proc.pid)
+        duration, ended_at = time.monotonic() - t0, datetime.now(timezone.utc)
+        code = os.waitstatus_to_exitcode(status)
+        self.proc.returncode = code
+        self._give_back_terminal()
+
+        for outcome in outcomes:
+            _stop(outcome)
+        died_of = _signal_name(-code) if code < 0 else None
+        result = ChildResult(
+            argv=self.argv,
+            exit_code=128 - code if code < 0 else code,
+            signal=died_of,
+            forwarded=tuple(self.forwarded),
+            started_at=started_at,
+            ended_at=ended_at,
+            duration_s=duration,
+            cpu_s=usage.ru_utime + usage.ru_stime,
+        )
+        return result, outcomes
+
+    def _forward(self, signum: int, _frame: FrameType | None) -> None:
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return  # the child is gone: co2gate finishes writing what it measured
+        self.forwarded.append(_signal_name(signum))
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signum)
+
+    def _take_terminal(self) -> None:
+        """Make the child the terminal's foreground job, as a shell would, so it can read
+        the terminal and gets Ctrl-C itself. Nothing to do in CI, where there is no terminal."""
+        assert self.proc is not None
+        try:
+            if not os.isatty(0) or os.tcgetpgrp(0) != os.getpgrp():
+                return
+            with _ignoring(signal.SIGTTOU):
+                os.tcsetpgrp(0, self.proc.pid)
+            self._terminal = os.getpgrp()
+        except OSError:
+            return
+
+    def _give_back_terminal(self) -> None:
+        if self._terminal is None:
+            return
+        with contextlib.suppress(OSError), _ignoring(signal.SIGTTOU):
+            os.tcsetpgrp(0, self._terminal)
+        self._terminal = None
+
+
+def _spawn(argv: tuple[str, ...]) -> subprocess.Popen[bytes]:
+    if not argv:
+        raise CommandError(
+            "no command given: put it after --, e.g. co2gate measure -- python train.py"
+        )
+    group: dict[str, object] = (
+        {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
+    )
+    try:
+        return subprocess.Popen(argv, **group)  # type: ignore[call-overload,no-any-return]
+    except FileNotFoundError as e:
+        raise CommandError(f"cannot start {argv[0]!r}: command not found") from e
+    except PermissionError as e:
+        raise CommandError(f"cannot start {argv[0]!r}: permission denied (not executable?)") from e
+    except OSError as e:
+        raise CommandError(f"cannot start {argv[0]!r}: {e.strerror or e}") from e
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _wait4(pid: int) -> tuple[int, int, resource.struct_rusage]:
+    # Signal handlers run between retries: PEP 475 restarts the wait after each.
+    return os.wait4(pid, 0)
+
+
+def _start_in_background(factory: MeterFactory, t0: float) -> MeterOutcome:
+    outcome = MeterOutcome(name=getattr(factory, "__name__", "meter"))
+
+    def start() -> None:
+        try:
+            meter = factory()
+            if meter is None:
+                return
+            outcome.name, outcome.meter = meter.name, meter
+            meter.start()
+            outcome.ready_after_s = time.monotonic() - t0
+        except MeterError as e:
+            outcome.error = str(e)
+        except Exception as e:  # a vendor library's surprise must never lose the run
+            outcome.error = f"{type(e).__name__}: {e}"
+
+    outcome._thread = threading.Thread(target=start, name=f"co2gate-{outcome.name}", daemon=True)
+    outcome._thread.start()
+    return outcome
+
+
+def _stop(outcome: MeterOutcome) -> None:
+    if outcome._thread is not None:
+        outcome._thread.join()  # a short command waits here for a slow source to be ready
+    if outcome.meter is None or outcome.error is not None:
+        return
+    try:
+        outcome.reading = outcome.meter.stop()
+    except MeterError as e:
+        outcome.error = str(e)
+    except Exception as e:
+        outcome.error = f"{type(e).__name__}: {e}"
+
+
+@contextlib.contextmanager
+def _ignoring(signum: int) -> Iterator[None]:
+    previous = signal.signal(signum, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signum, previous)

@@ -1,0 +1,1 @@
+"""Shared pytest configuration for co2gate's tests."""
