@@ -169,6 +169,9 @@ class CodecarbonMeter(Meter):
             tracker.start()  # codecarbon swallows its own errors: check that it really started
             if getattr(tracker, "_start_time", None) is None:
                 raise MeterError(f"codecarbon's tracker did not start: {self._errors()}")
+            # The first emissions computation loads codecarbon's location data: do it now,
+            # beside the command, rather than in stop(), between its exit and co2gate's.
+            tracker.flush()
             self._tracker = tracker
             self._rapl = bool(cc_cpu.is_rapl_available())
             self._model = tracker._conf.get("cpu_model") or facts.model
