@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
+from conftest import CliRun
 
 from co2gate import __version__
 from co2gate.cli import cli
@@ -42,60 +42,29 @@ def test_version() -> None:
     ],
 )
 def test_bad_input_is_exit_2_and_the_command_never_runs(
-    tmp_path: Path, args: list[str], message: str
+    co2gate: CliRun, tmp_path: Path, args: list[str], message: str
 ) -> None:
     marker = tmp_path / "ran"
-    result = subprocess.run(
-        [
-            PY,
-            "-m",
-            "co2gate",
-            "measure",
-            "--out",
-            str(tmp_path / "out"),
-            *args,
-            "--",
-            PY,
-            "-c",
-            f"open({str(marker)!r}, 'w')",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = str(tmp_path / "out")
+    result = co2gate("measure", "--out", out, *args, "--", PY, "-c", f"open({str(marker)!r}, 'w')")
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not marker.exists()
 
 
-def test_unusable_out_dir_is_exit_2_before_the_command(tmp_path: Path) -> None:
+def test_unusable_out_dir_is_exit_2_before_the_command(co2gate: CliRun, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     marker = tmp_path / "ran"
-    result = subprocess.run(
-        [
-            PY,
-            "-m",
-            "co2gate",
-            "measure",
-            "--out",
-            str(blocker / "out"),
-            "--",
-            PY,
-            "-c",
-            f"open({str(marker)!r}, 'w')",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = str(blocker / "out")
+    result = co2gate("measure", "--out", out, "--", PY, "-c", f"open({str(marker)!r}, 'w')")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "--out" in result.stderr
     assert not marker.exists()
 
 
-def test_github_context_is_recorded(tmp_path: Path) -> None:
+def test_github_context_is_recorded(co2gate: CliRun, tmp_path: Path) -> None:
     event = tmp_path / "event.json"
     event.write_text(json.dumps({"pull_request": {"number": 12, "head": {"sha": "h" * 40}}}))
     env = {
@@ -113,13 +82,7 @@ def test_github_context_is_recorded(tmp_path: Path) -> None:
         "GITHUB_RUN_ID": "987",
         "GITHUB_RUN_ATTEMPT": "2",
     }
-    result = subprocess.run(
-        [PY, "-m", "co2gate", "measure", "--out", str(tmp_path / "out"), "--", PY, "-c", "pass"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    result = co2gate("measure", "--out", str(tmp_path / "out"), "--", PY, "-c", "pass", env=env)
     assert result.returncode == 0, result.stderr
     doc = json.loads((tmp_path / "out" / "emissions.json").read_text())
     ci = doc["ci"]
@@ -129,37 +92,14 @@ def test_github_context_is_recorded(tmp_path: Path) -> None:
     assert doc["run"]["label"] == "train-small"  # the label defaults to the job's name
 
 
-def test_outside_ci_there_is_no_context(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            PY,
-            "-m",
-            "co2gate",
-            "measure",
-            "--out",
-            str(tmp_path),
-            "--label",
-            "exp-1",
-            "--workload",
-            "inference",
-            "--requests",
-            "40",
-            "--",
-            PY,
-            "-c",
-            "pass",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin"},
-    )
+def test_outside_ci_there_is_no_context(co2gate: CliRun, tmp_path: Path) -> None:
+    result = co2gate(
+        "measure", "--out", str(tmp_path), "--label", "exp-1", "--workload", "inference",
+        "--requests", "40", "--", PY, "-c", "pass", env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     doc = json.loads((tmp_path / "emissions.json").read_text())
     assert doc["ci"] is None
-    assert (doc["run"]["label"], doc["run"]["workload"], doc["requests"]) == (
-        "exp-1",
-        "inference",
-        40,
-    )
+    run = doc["run"]
+    assert (run["label"], run["workload"], doc["requests"]) == ("exp-1", "inference", 40)
     assert "world average" in doc["intensity_source"]

@@ -11,24 +11,19 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import CliRun
 
 from co2gate import emissions
 from co2gate.intensity import Location, resolve
 from co2gate.measure.fake import FakeMeter
 from co2gate.measure.interface import Component, Method
-from co2gate.runner import CommandError, run_measured
+from co2gate.runner import ChildResult, CommandError, MeterOutcome, run_measured
 
 PY = sys.executable
 
 
-def co2gate(tmp_path: Path, *command: str, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
-    """Run the real CLI in a child process, as a CI step would."""
-    return subprocess.run(
-        [PY, "-m", "co2gate", "measure", "--out", str(tmp_path / "out"), "--", *command],
-        capture_output=True,
-        timeout=60,
-        **kwargs,  # type: ignore[call-overload]
-    )
+def measure(co2gate: CliRun, tmp_path: Path, *command: str) -> subprocess.CompletedProcess[bytes]:
+    return co2gate("measure", "--out", str(tmp_path / "out"), "--", *command, text=False)
 
 
 def record(tmp_path: Path) -> dict:  # type: ignore[type-arg]
@@ -36,20 +31,24 @@ def record(tmp_path: Path) -> dict:  # type: ignore[type-arg]
 
 
 @pytest.mark.parametrize("code", [0, 1, 3])
-def test_exit_code_is_the_commands(tmp_path: Path, code: int) -> None:
-    result = co2gate(tmp_path, PY, "-c", f"raise SystemExit({code})")
+def test_exit_code_is_the_commands(co2gate: CliRun, tmp_path: Path, code: int) -> None:
+    result = measure(co2gate, tmp_path, PY, "-c", f"raise SystemExit({code})")
     assert result.returncode == code
     assert record(tmp_path)["run"]["exit_code"] == code
 
 
-def test_death_by_signal_exits_128_plus_n(tmp_path: Path) -> None:
-    result = co2gate(tmp_path, PY, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
+def test_death_by_signal_exits_128_plus_n(co2gate: CliRun, tmp_path: Path) -> None:
+    result = measure(
+        co2gate, tmp_path, PY, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    )
     assert result.returncode == 137
     run = record(tmp_path)["run"]
     assert (run["exit_code"], run["signal"]) == (137, "SIGKILL")
 
 
-def test_binary_and_large_output_pass_through_byte_for_byte(tmp_path: Path) -> None:
+def test_binary_and_large_output_pass_through_byte_for_byte(
+    co2gate: CliRun, tmp_path: Path
+) -> None:
     script = (
         "import sys, random; r = random.Random(7); "
         "sys.stdout.buffer.write(bytes(range(256)) + r.randbytes(8 << 20)); "
@@ -58,7 +57,7 @@ def test_binary_and_large_output_pass_through_byte_for_byte(tmp_path: Path) -> N
     import random
 
     expected = bytes(range(256)) + random.Random(7).randbytes(8 << 20)
-    result = co2gate(tmp_path, PY, "-c", script)
+    result = measure(co2gate, tmp_path, PY, "-c", script)
     assert result.returncode == 0
     assert result.stdout == expected  # nothing added, nothing lost, nothing re-encoded
     err = result.stderr.decode()
@@ -144,19 +143,19 @@ def test_signals_reach_the_whole_process_group(tmp_path: Path) -> None:
     assert code in (128 + signal.SIGTERM, 256 - signal.SIGTERM)
 
 
-def test_missing_command_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    result = co2gate(tmp_path, "co2gate-no-such-command-xyz", "--flag")
+def test_missing_command_is_one_line_and_exit_2(co2gate: CliRun, tmp_path: Path) -> None:
+    result = measure(co2gate, tmp_path, "co2gate-no-such-command-xyz", "--flag")
     assert result.returncode == 2
     lines = result.stderr.decode().strip().splitlines()
     assert lines == ["Error: cannot start 'co2gate-no-such-command-xyz': command not found"]
     assert not (tmp_path / "out" / "emissions.json").exists()
 
 
-def test_not_executable_is_exit_2(tmp_path: Path) -> None:
+def test_not_executable_is_exit_2(co2gate: CliRun, tmp_path: Path) -> None:
     script = tmp_path / "script.sh"
     script.write_text("#!/bin/sh\necho hi\n")
     script.chmod(0o644)
-    result = co2gate(tmp_path, str(script))
+    result = measure(co2gate, tmp_path, str(script))
     assert result.returncode == 2
     assert "permission denied" in result.stderr.decode()
     assert "Traceback" not in result.stderr.decode()
@@ -165,6 +164,14 @@ def test_not_executable_is_exit_2(tmp_path: Path) -> None:
 # In-process, with the fake meter: how sources are started, stopped and accounted.
 
 SLEEP = [PY, "-c", "import time; time.sleep(0.6)"]
+
+
+def build(child: ChildResult, outcomes: list[MeterOutcome]) -> dict:  # type: ignore[type-arg]
+    intensity = resolve(Location(intensity_g_per_kwh=100.0))
+    labels = emissions.RunLabels("t", "training")
+    return emissions.build(child, outcomes, intensity, pue=1.0, labels=labels, ci=None)
+
+
 PASS = [PY, "-c", "pass"]
 
 
@@ -174,14 +181,7 @@ def test_source_starts_beside_the_command_and_is_scaled_to_its_lifetime() -> Non
     assert outcome.error is None and outcome.reading is not None
     assert 0.2 <= (outcome.ready_after_s or 0) < 0.5  # the command did not wait for it
     assert 0.6 <= child.duration_s < 2.0
-    doc = emissions.build(
-        child,
-        outcomes,
-        resolve(Location(intensity_g_per_kwh=100.0)),
-        pue=1.0,
-        labels=emissions.RunLabels("t", "training"),
-        ci=None,
-    )
+    doc = build(child, outcomes)
     # 36 W for the whole lifetime, by hand: 36 W x d s / 3.6e6 J/kWh = d x 1e-5 kWh
     assert doc["energy_kwh"]["cpu"] == pytest.approx(child.duration_s * 1e-5, rel=1e-6)
     assert 0.5 < doc["coverage"]["cpu"] < 0.8
@@ -195,14 +195,7 @@ def test_a_source_that_fails_is_labelled_and_the_run_still_counts() -> None:
     )
     assert child.exit_code == 0
     assert outcomes[0].error == "fake: start failed as asked"
-    doc = emissions.build(
-        child,
-        outcomes,
-        resolve(Location(intensity_g_per_kwh=100.0)),
-        pue=1.0,
-        labels=emissions.RunLabels("t", "training"),
-        ci=None,
-    )
+    doc = build(child, outcomes)
     assert doc["methods"] == {"cpu": "failed", "gpu": "none", "ram": "failed"}
     assert any("fake failed: fake: start failed as asked" in n for n in doc["notes"])
 
@@ -210,14 +203,7 @@ def test_a_source_that_fails_is_labelled_and_the_run_still_counts() -> None:
 def test_a_source_that_is_absent_is_none() -> None:
     child, outcomes = run_measured(PASS, [lambda: None])
     assert outcomes[0].meter is None and outcomes[0].error is None
-    doc = emissions.build(
-        child,
-        outcomes,
-        resolve(Location(intensity_g_per_kwh=100.0)),
-        pue=1.0,
-        labels=emissions.RunLabels("t", "training"),
-        ci=None,
-    )
+    doc = build(child, outcomes)
     assert doc["methods"]["gpu"] == Method.NONE.value
     assert doc["energy_kwh"]["total"] == 0.0
 
