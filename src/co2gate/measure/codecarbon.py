@@ -131,9 +131,9 @@ class CodecarbonMeter(Meter):
             facts = read_cpu_facts(self._cpuinfo_path.read_text(errors="replace"))
         except OSError:
             facts = CpuFacts(model=None, threads_per_core=1, hypervisor=False)
-        os.environ["CODECARBON_LOG_LEVEL"] = (
-            "critical"  # co2gate's process only: the child is running
-        )
+        # Silences codecarbon's import-time logging. co2gate's environment only: the
+        # command is already running with its own copy.
+        os.environ["CODECARBON_LOG_LEVEL"] = "critical"
         with _cpu_brand_from(facts.model):
             from codecarbon import OfflineEmissionsTracker
             from codecarbon.core import cpu as cc_cpu
