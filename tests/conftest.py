@@ -28,3 +28,16 @@ def co2gate() -> CliRun:
         )
 
     return run
+
+
+# The fake GitHub API (tests/fakegithub.py), shared by the ledger and GitHub tests.
+from collections.abc import Iterator  # noqa: E402
+
+from fakegithub import FakeGitHub  # noqa: E402
+
+
+@pytest.fixture
+def fake_github() -> Iterator[FakeGitHub]:
+    """A fake GitHub API on 127.0.0.1 serving the repository octo/lab; `.api_url`, `.token`."""
+    with FakeGitHub() as fake:
+        yield fake

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 import re
 import sys
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from co2gate import __version__, report
+from co2gate import __version__, emissions, gate, report
+from co2gate import budget as budgets
 from co2gate.emissions import RunLabels
+from co2gate.github.context import ci_context
 from co2gate.intensity import Location, LocationError, validate
+from co2gate.ledger.interface import LedgerError
 from co2gate.runner import CommandError
-from co2gate.session import SetupError, measure_command, prepare_out_dir
+from co2gate.session import Measured, SetupError, measure_command, prepare_out_dir
 
 F = TypeVar("F", bound=Callable[..., Any])
 WORKLOAD = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
@@ -74,7 +79,11 @@ def location_options(f: F) -> F:
     """Where the energy was drawn, which decides the grid's carbon intensity."""
     for decorator in reversed(
         [
-            click.option("--country", help="ISO 3166-1 alpha-3 code, e.g. USA, FRA, DEU."),
+            click.option(
+                "--country",
+                help="ISO 3166-1 alpha-3 code, e.g. USA, FRA, DEU. Location options "
+                "override the budget file's location.",
+            ),
             click.option(
                 "--region",
                 help="Sub-national region where codecarbon has data: a US state "
@@ -93,14 +102,33 @@ def location_options(f: F) -> F:
             click.option(
                 "--pue",
                 type=float,
-                default=1.0,
-                show_default=True,
-                help="Data-centre Power Usage Effectiveness (>= 1).",
+                default=None,
+                help="Data-centre Power Usage Effectiveness (>= 1). Default: the budget "
+                "file's, else 1.",
             ),
         ]
     ):
         f = decorator(f)
     return f
+
+
+def gate_options(f: F) -> F:
+    """Where the budget is and whether to record the run."""
+    f = click.option(
+        "--no-record", is_flag=True, help="Check against the budget but do not add to the ledger."
+    )(f)
+    return click.option(
+        "--budget-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=Path(budgets.DEFAULT_FILE),
+        show_default=True,
+        help="The budget file (on pull requests it is read at the base commit).",
+    )(f)
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print the result as one JSON document on stdout."
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -127,7 +155,7 @@ def measure(
     region: str | None,
     cloud: str | None,
     intensity: float | None,
-    pue: float,
+    pue: float | None,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND and measure the energy it draws and the CO2e it emits.
@@ -139,13 +167,151 @@ def measure(
     Example:
       co2gate measure --country FRA -- python train.py --epochs 3
     """
+    location = Location(country, region, cloud, intensity, pue if pue is not None else 1.0)
+    measured = _measure(command, location, out, label, workload, requests)
+    sys.exit(measured.exit_code)
+
+
+@cli.command(context_settings={"allow_interspersed_args": False})
+@run_options
+@location_options
+@gate_options
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(
+    out: Path,
+    label: str | None,
+    workload: str,
+    requests: int | None,
+    country: str | None,
+    region: str | None,
+    cloud: str | None,
+    intensity: float | None,
+    pue: float | None,
+    budget_file: Path,
+    no_record: bool,
+    command: tuple[str, ...],
+) -> None:
+    """Run COMMAND, measure it, check it against the budget and record it.
+
+    The budget file is read and checked before COMMAND starts. Exit code: COMMAND's own
+    when it failed, else 1 when the gate fails, else 0. verdict.json joins the emissions
+    files in --out.
+
+    \b
+    Example:
+      co2gate run --workload training -- python train.py --epochs 3
+    """
+    env = os.environ
+    ci = ci_context(env)
+    try:
+        budget, notes = gate.load_budget(budget_file, ci, env)
+        budgets.allocation_kg(budget, workload)
+    except budgets.BudgetError as e:
+        raise UsageProblem(str(e)) from e
+    location = _override(budget.location, country, region, cloud, intensity, pue)
+    measured = _measure(command, location, out, label, workload, requests)
+    gated = _gate(measured.doc, budget, notes, out, no_record, ci)
+    code = measured.exit_code
+    sys.exit(code if code else (1 if gated.decision.verdict is budgets.Verdict.FAIL else 0))
+
+
+@cli.command()
+@gate_options
+@click.option(
+    "--workload",
+    default=None,
+    help="Budget category for codecarbon CSV files (co2gate's emissions.json names its own). "
+    "Default: training.",
+)
+@click.option("--label", default=None, help="Label for codecarbon CSV files. Default: the job's.")
+@click.option(
+    "--requests", type=click.IntRange(min=1), default=None, help="Requests served, for CSV files."
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("co2gate-report"),
+    show_default=True,
+    help="Directory for verdict.json.",
+)
+@json_option
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+def check(
+    budget_file: Path,
+    no_record: bool,
+    workload: str | None,
+    label: str | None,
+    requests: int | None,
+    out: Path,
+    as_json: bool,
+    files: tuple[Path, ...],
+) -> None:
+    """Gate measurements already taken: co2gate emissions.json files, or the emissions.csv
+    that your own codecarbon code wrote. Checks, records and reports each; exit 1 if any
+    fails the gate.
+    """
+    env = os.environ
+    ci = ci_context(env)
+    labels = RunLabels(
+        label=label or env.get("GITHUB_JOB") or "local",
+        workload=workload or "training",
+        requests=requests,
+    )
+    try:
+        budget, notes = gate.load_budget(budget_file, ci, env)
+        docs = [emissions.read_measurement(path, labels, ci) for path in files]
+        for doc in docs:
+            budgets.allocation_kg(budget, doc["run"]["workload"])
+        out_dir = prepare_out_dir(out)
+    except (budgets.BudgetError, SetupError, ValueError) as e:
+        raise UsageProblem(str(e)) from e
+    results = [_gate(doc, budget, notes, out_dir, no_record, ci, quiet=as_json) for doc in docs]
+    if as_json:
+        click.echo(json.dumps(gate.verdict_document(results), indent=2))
+    failed = any(r.decision.verdict is budgets.Verdict.FAIL for r in results)
+    sys.exit(1 if failed else 0)
+
+
+@cli.command(name="budget")
+@gate_options
+@json_option
+def budget_command(budget_file: Path, no_record: bool, as_json: bool) -> None:
+    """Where the budget stands this year: allocated, used and remaining per category, and
+    the runs that used the most."""
+    del no_record  # shared option bundle; nothing is recorded here
+    env = os.environ
+    try:
+        budget = budgets.load(budget_file)
+    except budgets.BudgetError as e:
+        raise UsageProblem(str(e)) from e
+    ledger, where = gate.open_ledger(budget.ledger, env)
+    try:
+        standing = gate.standing(budget, ledger, date.today())
+    except LedgerError as e:
+        raise UsageProblem(f"{where}: {e}") from e
+    if as_json:
+        click.echo(json.dumps(standing, indent=2))
+        return
+    for line in report.standing_lines(standing):
+        click.echo(line)
+
+
+def _measure(
+    command: tuple[str, ...],
+    location: Location,
+    out: Path,
+    label: str | None,
+    workload: str,
+    requests: int | None,
+) -> Measured:
+    """Validate, run and measure; print the summary. Exits 2 on bad input, before running."""
     if not WORKLOAD.match(workload):
         raise UsageProblem(
             f"--workload {workload!r}: use lower-case letters, digits, - and _ "
             "(e.g. training, inference)"
         )
     try:
-        location = validate(Location(country, region, cloud, intensity, pue))
+        location = validate(location)
         out_dir = prepare_out_dir(out)
         labels = RunLabels(
             label=label or os.environ.get("GITHUB_JOB") or "local",
@@ -160,7 +326,47 @@ def measure(
     for line in report.summary_lines(measured.doc):
         _say(line)
     _say("wrote " + ", ".join(str(p) for p in measured.files))
-    sys.exit(measured.exit_code)
+    return measured
+
+
+def _gate(
+    doc: dict[str, Any],
+    budget: budgets.Budget,
+    notes: list[str],
+    out_dir: Path,
+    no_record: bool,
+    ci: dict[str, Any] | None,
+    quiet: bool = False,
+) -> gate.Gated:
+    ledger, where = gate.open_ledger(budget.ledger, os.environ)
+    gated = gate.gate(doc, budget, ledger, record=gate.should_record(budget, ci, no_record))
+    gated = gate.Gated(gated.decision, gated.recorded, (*notes, *gated.notes))
+    path = gate.write_verdict(out_dir, gated)
+    if not quiet:
+        for line in report.verdict_lines(gated.decision, gated.notes):
+            _say(line)
+        _say(f"{where}: {'recorded' if gated.recorded else 'not recorded'}; wrote {path}")
+    return gated
+
+
+def _override(
+    base: Location,
+    country: str | None,
+    region: str | None,
+    cloud: str | None,
+    intensity: float | None,
+    pue: float | None,
+) -> Location:
+    """The budget file's location, with whatever the options say instead."""
+    if country or region or cloud:
+        base = Location(country, region, cloud, base.intensity_g_per_kwh, base.pue)
+    return Location(
+        base.country,
+        base.region,
+        base.cloud,
+        intensity if intensity is not None else base.intensity_g_per_kwh,
+        pue if pue is not None else base.pue,
+    )
 
 
 def main() -> None:

@@ -217,3 +217,88 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def from_codecarbon_csv(
+    path: Path, labels: RunLabels, ci: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """One record for an emissions.csv that a user's own codecarbon code wrote.
+
+    codecarbon's flush() appends cumulative rows for the same run_id, so each run counts
+    by its last row; separate runs in the file are added up. Figures are codecarbon's:
+    its emissions (with its PUE and intensity) and its energy columns (which include PUE).
+    """
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    last: dict[str, tuple[float, float, dict[str, float], str]] = {}
+    for number, row in enumerate(rows, start=2):
+        try:
+            pue = float(row.get("pue") or 1.0) or 1.0
+            energy = {c: float(row[f"{c}_energy"]) / pue for c in ("cpu", "gpu", "ram")}
+            last[row["run_id"]] = (
+                float(row["emissions"]),
+                float(row["duration"]),
+                energy,
+                row["timestamp"],
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(
+                f"{path}: line {number}: not a codecarbon emissions.csv row ({e})"
+            ) from e
+    if not last:
+        raise ValueError(f"{path}: no rows: not a codecarbon emissions.csv with a run in it")
+    kg = sum(v[0] for v in last.values())
+    energy = {c: sum(v[2][c] for v in last.values()) for c in ("cpu", "gpu", "ram")}
+    total = sum(energy.values())
+    ended = max(v[3] for v in last.values())
+    return {
+        "schema": SCHEMA,
+        "run": {
+            "id": ",".join(last),
+            "label": labels.label,
+            "workload": labels.workload,
+            "command": [],
+            "exit_code": 0,
+            "started_at": ended,
+            "ended_at": ended,
+            "duration_s": sum(v[1] for v in last.values()),
+            "stopped_by_guard": False,
+        },
+        "energy_kwh": energy | {"total": total},
+        "methods": {c: "codecarbon" for c in ("cpu", "gpu", "ram")},
+        "pue": 1.0,
+        "intensity_g_per_kwh": kg * 1000 / total if total > 0 else 0.0,
+        "intensity_source": f"codecarbon's own figures in {path.name}",
+        "emissions_kg": kg,
+        "gpus": [],
+        "requests": labels.requests,
+        "per_request_g": kg * 1000 / labels.requests if labels.requests else None,
+        "notes": [f"{len(last)} codecarbon run(s) from {path}"],
+        "ci": dict(ci) if ci else None,
+    }
+
+
+def read_measurement(path: Path, labels: RunLabels, ci: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A measurement to gate: a co2gate emissions.json, or a codecarbon emissions.csv.
+
+    Raises ValueError with one line naming the file and what is wrong with it.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read it: {e.strerror}") from e
+    if path.suffix.lower() == ".csv":
+        return from_codecarbon_csv(path, labels, ci)
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"{path}: not JSON ({e})") from e
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise ValueError(f'{path}: not a co2gate emissions.json (no "schema": "{SCHEMA}")')
+    run = doc.get("run")
+    fields_ok = isinstance(run, dict) and all(
+        isinstance(run.get(k), str) for k in ("workload", "label", "ended_at")
+    )
+    if not fields_ok or not isinstance(doc.get("emissions_kg"), (int, float)):
+        raise ValueError(f"{path}: incomplete emissions.json: run or emissions_kg is missing")
+    return doc

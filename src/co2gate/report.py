@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -40,4 +40,42 @@ def summary_lines(doc: Mapping[str, Any]) -> list[str]:
         f" x {doc['intensity_g_per_kwh']:.4g} g/kWh ({doc['intensity_source']})",
     ]
     lines += [f"note: {note}" for note in doc["notes"]]
+    return lines
+
+
+def verdict_lines(decision: Any, notes: Sequence[str]) -> list[str]:
+    """The verdict after a gated run: the decision with its numbers, then the reasons."""
+    d = decision.to_json()
+    share = f" ({d['share']:.1%} of it)" if d["share"] is not None else ""
+    lines = [
+        f"{d['verdict'].upper()}: {d['category']} {fmt_mass(d['after_kg'])} of "
+        f"{fmt_mass(d['allocation_kg'])}{share} after this run's {fmt_mass(d['run_kg'])}; "
+        f"{fmt_mass(max(d['remaining_kg'], 0.0))} left; tier {d['tier']}"
+    ]
+    lines += list(d["reasons"])
+    lines += [f"note: {note}" for note in notes]
+    return lines
+
+
+def standing_lines(standing: Mapping[str, Any]) -> list[str]:
+    """`co2gate budget` as a terminal table."""
+    lines = [
+        f"budget year {standing['year_start']} to {standing['year_end']}: "
+        f"{fmt_mass(standing['used_kg'])} of {fmt_mass(standing['annual_budget_kg'])} used",
+        "",
+        f"{'category':<16}{'allocated':>12}{'used':>12}{'remaining':>12}{'share':>8}{'runs':>6}",
+    ]
+    for c in standing["categories"]:
+        share = f"{c['share']:.1%}" if c["share"] is not None else "-"
+        lines.append(
+            f"{c['category']:<16}{fmt_mass(c['allocation_kg']):>12}{fmt_mass(c['used_kg']):>12}"
+            f"{fmt_mass(c['remaining_kg']):>12}{share:>8}{c['runs']:>6}"
+        )
+    if standing["top_runs"]:
+        lines += ["", "runs that used the most:"]
+        lines += [
+            f"  {fmt_mass(float(r['emissions_kg'])):>10}  {r['category']:<12} {r['label']}"
+            f"  {r['ended_at'][:10]}"
+            for r in standing["top_runs"]
+        ]
     return lines

@@ -18,6 +18,7 @@ def ci_context(env: Mapping[str, str]) -> dict[str, Any] | None:
     event = _event_payload(env.get("GITHUB_EVENT_PATH"))
     pull = event.get("pull_request") if isinstance(event.get("pull_request"), dict) else None
     head_sha = pull.get("head", {}).get("sha") if pull else None
+    base_sha = pull.get("base", {}).get("sha") if pull else None
     number = pull.get("number") if pull else None
     return {
         "provider": "github",
@@ -26,6 +27,7 @@ def ci_context(env: Mapping[str, str]) -> dict[str, Any] | None:
         "ref": env.get("GITHUB_REF", ""),
         "head_ref": env.get("GITHUB_HEAD_REF") or None,
         "base_ref": env.get("GITHUB_BASE_REF") or None,
+        "base_sha": base_sha if isinstance(base_sha, str) else None,
         "event": env.get("GITHUB_EVENT_NAME", ""),
         "pr": number if isinstance(number, int) else None,
         "workflow": env.get("GITHUB_WORKFLOW", ""),

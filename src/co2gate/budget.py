@@ -1,0 +1,717 @@
+"""The budget file (`.github/carbon-budget.yml`) and the verdict: pure functions over plain data.
+
+`parse`/`load` read and validate the file, refusing anything wrong with one `BudgetError` line
+that names the file, the key and the problem; `decide` applies PRODUCT.md section 4 to one run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import math
+import re
+from collections.abc import Collection, Hashable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final, NoReturn
+
+import yaml
+from yaml.constructor import ConstructorError
+from yaml.nodes import MappingNode, Node
+
+from co2gate import intensity
+
+__all__ = [
+    "DEFAULT_FILE",
+    "STARTER",
+    "Budget",
+    "BudgetError",
+    "Decision",
+    "LedgerBackend",
+    "LedgerConfig",
+    "OnExceed",
+    "Tier",
+    "Verdict",
+    "allocation_kg",
+    "budget_year",
+    "decide",
+    "load",
+    "parse",
+    "tier",
+]
+
+DEFAULT_FILE: Final = ".github/carbon-budget.yml"
+CATEGORY: Final = re.compile(r"[a-z][a-z0-9_-]{0,63}")  # the CLI's --workload names
+SHARE_TOLERANCE: Final = 1e-9
+
+# The events a GitHub Actions workflow can run on ("Events that trigger workflows").
+_EVENT_NAMES: Final = """
+    branch_protection_rule check_run check_suite create delete deployment deployment_status
+    discussion discussion_comment fork gollum issue_comment issues label merge_group milestone
+    page_build project project_card project_column public pull_request pull_request_review
+    pull_request_review_comment pull_request_target push registry_package release
+    repository_dispatch schedule status watch workflow_call workflow_dispatch workflow_run
+"""
+GITHUB_EVENTS: Final = frozenset(_EVENT_NAMES.split())
+
+
+class BudgetError(Exception):
+    """The budget file is missing or wrong: one line, `<file>: <key.path>: <what is wrong>`."""
+
+
+def _refused(source: str, key: str, problem: str) -> BudgetError:
+    return BudgetError(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
+
+
+class OnExceed(str, enum.Enum):
+    """What an exceeded budget does to the check."""
+
+    FAIL = "fail"
+    WARN = "warn"
+
+
+class LedgerBackend(str, enum.Enum):
+    """Where the usage ledger lives."""
+
+    BRANCH = "branch"  # a data branch of the repository, through the GitHub API
+    FILE = "file"  # a local directory
+    NONE = "none"  # nothing is recorded
+
+
+class Verdict(str, enum.Enum):
+    """The gate's outcome for one run, mildest first."""
+
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+class Tier(str, enum.Enum):
+    """How big one run is: low (<10 kg), medium (<100), high (<1000), critical."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    """The file's `ledger:` section."""
+
+    backend: LedgerBackend = LedgerBackend.BRANCH
+    branch: str = "co2gate-ledger"
+    path: str = ".co2gate/ledger"
+    count: tuple[str, ...] = ("push", "pull_request", "schedule", "workflow_dispatch")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A validated budget file. `source` is the file name that later errors name."""
+
+    annual_budget_kg: float
+    allocations: Mapping[str, float]  # workload -> share of annual_budget_kg
+    version: int = 1
+    year_start: tuple[int, int] = (1, 1)  # (month, day)
+    limits: Mapping[str, float] = field(default_factory=dict)  # workload -> kg for one run
+    warn_at: float = 0.8
+    on_exceed: OnExceed = OnExceed.FAIL
+    regression_max_increase: float | None = None
+    inference_requests_per_year: float | None = None
+    location: intensity.Location = field(default_factory=intensity.Location)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    source: str = DEFAULT_FILE
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The verdict for one run: the fields of verdict.json."""
+
+    verdict: Verdict
+    category: str
+    allocation_kg: float
+    used_before_kg: float
+    run_kg: float
+    after_kg: float
+    remaining_kg: float  # allocation - after: negative once the allocation is exceeded
+    share: float | None  # after / allocation; None for an allocation of 0 kg
+    warn_at: float
+    tier: Tier
+    reasons: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """verdict.json's document."""
+        return {
+            "verdict": self.verdict.value,
+            "category": self.category,
+            "allocation_kg": self.allocation_kg,
+            "used_before_kg": self.used_before_kg,
+            "run_kg": self.run_kg,
+            "after_kg": self.after_kg,
+            "remaining_kg": self.remaining_kg,
+            "share": self.share,
+            "warn_at": self.warn_at,
+            "tier": self.tier.value,
+            "reasons": list(self.reasons),
+        }
+
+
+# ---------------------------------------------------------------------------- reading YAML
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads 1e3 and 3.65e8 as numbers (YAML 1.2) and refuses duplicate keys."""
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except ValueError as e:  # a date like 2024-13-01; an int past Python's digit limit
+            raise ConstructorError(None, None, str(e), node.start_mark) from e
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # unhashable: the base class says so
+                continue
+            if duplicate:
+                raise ConstructorError(
+                    None, None, f"duplicate key {_show(key)}", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep)
+
+
+# PyYAML (YAML 1.1) reads 3.65e8 as a string: its floats need a dot and a signed exponent.
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _compose(text: str) -> tuple[Node | None, Any]:
+    """The document's top node (for its line) and its data; None, None for an empty one."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        return node, None if node is None else loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _document(text: str, source: str) -> dict[Any, Any]:
+    """The file's top-level mapping, or a BudgetError saying why it is not one."""
+    try:
+        node, data = _compose(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = " ".join(str(e.problem or e.context).split())
+        raise _refused(source, "", f"not valid YAML{where}: {what}") from None
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        what = f"character #x{e.character:04x}: " if isinstance(e.character, int) else ""
+        raise _refused(source, "", f"not valid YAML at line {line}: {what}{e.reason}") from None
+    except yaml.YAMLError as e:
+        raise _refused(source, "", "not valid YAML: " + " ".join(str(e).split())) from None
+    except RecursionError:
+        raise _refused(source, "", "not valid YAML: nested too deeply") from None
+    if data is None:
+        raise _refused(source, "", "is empty (create one with co2gate init)")
+    if not isinstance(data, dict):
+        line = node.start_mark.line + 1 if node is not None else 1
+        raise _refused(
+            source,
+            "",
+            f"must be a mapping of keys (version: 1, annual_budget_kg: ...), "
+            f"found {_show(data)} at line {line}",
+        )
+    return data
+
+
+# ------------------------------------------------------------------------- validating
+
+
+class _Problem(Exception):
+    """A bad value at a key path; parse() adds the file name."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(problem)
+        self.key = key
+        self.problem = problem
+
+
+def _fail(key: str, problem: str) -> NoReturn:
+    raise _Problem(key, problem)
+
+
+def _show(value: object) -> str:
+    """A value as the message quotes it: YAML's spelling for scalars, a kind for the rest."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return repr(value) if abs(value) < 10**30 else "a very large number"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value if len(value) <= 60 else value[:57] + "...")
+    if isinstance(value, (date, bytes)):
+        return f"a {type(value).__name__} ({value!s:.40})"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "a list" if isinstance(value, list) else f"a {type(value).__name__}"
+
+
+def _did_you_mean(word: object, choices: Collection[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1) if isinstance(word, str) else []
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _section(value: object, key: str, keys: Collection[str]) -> Mapping[Any, Any]:
+    """A mapping with only the given keys; null (all of it commented out) is an empty one."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        _fail(key, f"must be a mapping, got {_show(value)}")
+    for name in value:
+        if name not in keys:
+            _fail(key, f"unknown key {_show(name)}{_did_you_mean(name, keys)}")
+    return value
+
+
+def _number(value: object, key: str, want: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        _fail(key, f"must be {want}, got {_show(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        _fail(key, f"must be {want}, got {_show(value)}")
+    return number
+
+
+def _positive(value: object, key: str) -> float:
+    number = _number(value, key, "a number > 0")
+    if number <= 0:
+        _fail(key, f"must be a number > 0, got {_show(value)}")
+    return number
+
+
+def _optional_positive(value: object, key: str) -> float | None:
+    return None if value is None else _positive(value, key)
+
+
+def _fraction(value: object, key: str, *, zero: bool) -> float:
+    want = "a share between 0 and 1" if zero else "a share > 0 and <= 1"
+    number = _number(value, key, want)
+    if not (0 <= number <= 1) or (number == 0 and not zero):
+        _fail(key, f"must be {want}, got {_show(value)}")
+    return number
+
+
+def _text(value: object, key: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        _fail(key, f"must be a non-empty string, got {_show(value)}")
+    return value
+
+
+def _choice(value: object, key: str, kind: type[enum.Enum]) -> Any:
+    names = [m.value for m in kind]
+    if not isinstance(value, str) or value not in names:
+        _fail(key, f"must be one of {', '.join(names)}, got {_show(value)}")
+    return kind(value)
+
+
+def _version(value: object) -> int:
+    if value is None:
+        _fail("version", "missing: the file must start with version: 1")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        _fail("version", f"must be the number 1, got {_show(value)}")
+    if value != 1:
+        _fail("version", f"unsupported version {_show(value)} (this co2gate reads version 1)")
+    return 1
+
+
+def _year_start(value: object) -> tuple[int, int]:
+    if value is None:
+        return (1, 1)
+    text = value if isinstance(value, str) else ""
+    if not re.fullmatch(r"[0-9]{2}-[0-9]{2}", text):
+        quote = "" if isinstance(value, str) else ' (write it as a quoted string, e.g. "04-01")'
+        _fail("year_start", f"{_show(value)} is not a valid MM-DD date{quote}")
+    month, day = int(text[:2]), int(text[3:])
+    if (month, day) == (2, 29):
+        _fail("year_start", "'02-29' is not in every year; use '02-28' or '03-01'")
+    try:
+        date(2001, month, day)
+    except ValueError:
+        _fail("year_start", f"{_show(value)} is not a valid MM-DD date")
+    return (month, day)
+
+
+def _category(name: object, key: str) -> str:
+    if not isinstance(name, str) or not CATEGORY.fullmatch(name):
+        _fail(
+            key,
+            f"{_show(name)} is not a workload name: use lower-case letters, digits, - and _, "
+            "starting with a letter",
+        )
+    return name
+
+
+def _no_allocation(category: str, allocations: Collection[str]) -> str:
+    listed = ", ".join(allocations) or "none"
+    hint = _did_you_mean(category, allocations)
+    return f"workload {category!r} has no allocation{hint}; allocations: {listed}"
+
+
+def _allocations(value: object) -> Mapping[str, float]:
+    if value is None:
+        _fail("allocations", "missing: give each workload's share, e.g. training: 0.7")
+    if not isinstance(value, dict):
+        _fail("allocations", f"must be a mapping of workload: share, got {_show(value)}")
+    if not value:
+        _fail("allocations", "must give at least one workload's share, e.g. training: 0.7")
+    shares = {}
+    for name, share in value.items():
+        category = _category(name, "allocations")
+        shares[category] = _fraction(share, f"allocations.{category}", zero=True)
+    total = math.fsum(shares.values())
+    if total > 1 + SHARE_TOLERANCE:
+        _fail("allocations", f"shares sum to {total:.6g}, more than 1")
+    return MappingProxyType(shares)
+
+
+def _limits(value: object, allocations: Mapping[str, float]) -> Mapping[str, float]:
+    if value is None:
+        return MappingProxyType({})
+    if not isinstance(value, dict):
+        _fail("limits", f"must be a mapping of workload: kg, got {_show(value)}")
+    limits = {}
+    for name, kg in value.items():
+        category = _category(name, "limits")
+        if category not in allocations:
+            _fail("limits", _no_allocation(category, allocations))
+        limits[category] = _positive(kg, f"limits.{category}")
+    return MappingProxyType(limits)
+
+
+def _location(value: object) -> intensity.Location:
+    raw = _section(value, "location", ("country", "region", "cloud", "intensity", "pue"))
+
+    def text(key: str) -> str | None:
+        return None if raw.get(key) is None else _text(raw[key], f"location.{key}")
+
+    level, pue = raw.get("intensity"), raw.get("pue")
+    location = intensity.Location(
+        country=text("country"),
+        region=text("region"),
+        cloud=text("cloud"),
+        intensity_g_per_kwh=None
+        if level is None
+        else _number(level, "location.intensity", "a number >= 0 (gCO2e/kWh)"),
+        pue=1.0 if pue is None else _number(pue, "location.pue", "a number >= 1"),
+    )
+    try:
+        return intensity.validate(location)
+    except intensity.LocationError as e:
+        _fail(f"location.{e.key}", str(e))
+
+
+def _ledger(value: object) -> LedgerConfig:
+    raw = _section(value, "ledger", ("backend", "branch", "path", "count"))
+    default = LedgerConfig()
+    branch = default.branch if raw.get("branch") is None else _text(raw["branch"], "ledger.branch")
+    if any(c.isspace() for c in branch):
+        _fail("ledger.branch", f"{_show(branch)} is not a branch name: it has white space")
+    return LedgerConfig(
+        backend=default.backend
+        if raw.get("backend") is None
+        else _choice(raw["backend"], "ledger.backend", LedgerBackend),
+        branch=branch,
+        path=default.path if raw.get("path") is None else _text(raw["path"], "ledger.path"),
+        count=default.count if raw.get("count") is None else _events(raw["count"]),
+    )
+
+
+def _events(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        _fail("ledger.count", f"must be a list of GitHub event names, got {_show(value)}")
+    for event in value:
+        if not isinstance(event, str) or event not in GITHUB_EVENTS:
+            hint = _did_you_mean(event, GITHUB_EVENTS)
+            _fail("ledger.count", f"{_show(event)} is not a GitHub Actions event{hint}")
+    return tuple(dict.fromkeys(value))
+
+
+_TOP_KEYS: Final = (
+    "version",
+    "annual_budget_kg",
+    "year_start",
+    "allocations",
+    "limits",
+    "warn_at",
+    "on_exceed",
+    "regression",
+    "inference",
+    "location",
+    "ledger",
+)
+
+
+def _budget(doc: Mapping[Any, Any], source: str) -> Budget:
+    top = _section(doc, "", _TOP_KEYS)
+    version = _version(top.get("version"))
+    if top.get("annual_budget_kg") is None:
+        _fail("annual_budget_kg", "missing: the CO2e budget for a year, in kg, e.g. 500")
+    allocations = _allocations(top.get("allocations"))
+    regression = _section(top.get("regression"), "regression", ("max_increase",))
+    inference = _section(top.get("inference"), "inference", ("requests_per_year",))
+    warn_at = top.get("warn_at")
+    on_exceed = top.get("on_exceed")
+    return Budget(
+        version=version,
+        annual_budget_kg=_positive(top["annual_budget_kg"], "annual_budget_kg"),
+        year_start=_year_start(top.get("year_start")),
+        allocations=allocations,
+        limits=_limits(top.get("limits"), allocations),
+        warn_at=0.8 if warn_at is None else _fraction(warn_at, "warn_at", zero=False),
+        on_exceed=OnExceed.FAIL if on_exceed is None else _choice(on_exceed, "on_exceed", OnExceed),
+        regression_max_increase=_optional_positive(
+            regression.get("max_increase"), "regression.max_increase"
+        ),
+        inference_requests_per_year=_optional_positive(
+            inference.get("requests_per_year"), "inference.requests_per_year"
+        ),
+        location=_location(top.get("location")),
+        ledger=_ledger(top.get("ledger")),
+        source=source,
+    )
+
+
+def parse(text: str, source: str) -> Budget:
+    """Read and validate a budget file's text; `source` names it in every BudgetError."""
+    doc = _document(text, source)
+    try:
+        return _budget(doc, source)
+    except _Problem as p:
+        raise _refused(source, p.key, p.problem) from None
+
+
+def load(path: Path) -> Budget:
+    """Read and validate the budget file at `path`."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _refused(source, "", "not found (create one with co2gate init)") from None
+    except IsADirectoryError:
+        raise _refused(source, "", "is a directory, not a budget file") from None
+    except UnicodeDecodeError as e:
+        raise _refused(source, "", f"not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise _refused(source, "", f"cannot be read: {e.strerror or e}") from None
+    return parse(text, source)
+
+
+# ---------------------------------------------------------------------------- the verdict
+
+
+def tier(run_kg: float) -> Tier:
+    """The size class of one run's emissions."""
+    if run_kg < 10:
+        return Tier.LOW
+    if run_kg < 100:
+        return Tier.MEDIUM
+    if run_kg < 1000:
+        return Tier.HIGH
+    return Tier.CRITICAL
+
+
+def budget_year(budget: Budget, when: date) -> tuple[date, date]:
+    """The [start, end) of the budget year that contains `when`."""
+    month, day = budget.year_start  # never 02-29: parse() refuses it
+    start = date(when.year, month, day)
+    if when < start:
+        start = date(when.year - 1, month, day)
+    return start, date(start.year + 1, month, day)
+
+
+def allocation_kg(budget: Budget, category: str) -> float:
+    """A workload's share of the annual budget, in kg; BudgetError if it has none."""
+    if category not in budget.allocations:
+        raise _refused(budget.source, "allocations", _no_allocation(category, budget.allocations))
+    return budget.annual_budget_kg * budget.allocations[category]
+
+
+def _sig3(x: float) -> str:
+    """A number to 3 significant figures, without an exponent."""
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}"
+    decimals = 2 - math.floor(math.log10(abs(x)))
+    return f"{round(x, decimals):.{max(decimals, 0)}f}"
+
+
+def _kg(x: float) -> str:
+    return f"{_sig3(x * 1000)} g" if 0 < abs(x) < 0.001 else f"{_sig3(x)} kg"
+
+
+def _pct(fraction: float) -> str:
+    return f"{_sig3(fraction * 100)}%"
+
+
+def _standing(amount: float, allocation: float) -> str:
+    """'(57.1%, 150 kg left)': how far into its allocation a category is."""
+    left = allocation - amount
+    rest = f"{_kg(left)} left" if left >= 0 else f"{_kg(-left)} over"
+    return f"({_pct(amount / allocation)}, {rest})" if allocation > 0 else f"({rest})"
+
+
+def _check_inputs(**kg: float | None) -> None:
+    for name, value in kg.items():
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def _failures(
+    budget: Budget,
+    category: str,
+    allocation: float,
+    after_kg: float,
+    run_kg: float,
+    base_run_kg: float | None,
+    is_pull_request: bool,
+    per_request_kg: float | None,
+) -> list[str]:
+    """A sentence for each rule of PRODUCT.md section 4 that this run breaks."""
+    broken = []
+    if after_kg > allocation:
+        broken.append(f"That exceeds the {_kg(allocation)} {category} allocation.")
+    limit = budget.limits.get(category)
+    if limit is not None and run_kg > limit:
+        broken.append(
+            f"The run's {_kg(run_kg)} exceeds the {_kg(limit)} limit for one {category} run."
+        )
+    most = budget.regression_max_increase
+    if is_pull_request and base_run_kg is not None and most is not None:
+        cap = base_run_kg * (1 + most)
+        if run_kg > cap:
+            broken.append(
+                f"The run's {_kg(run_kg)} exceeds the {_kg(cap)} that regression.max_increase "
+                f"allows: {_pct(most)} more than the base branch's {_kg(base_run_kg)}."
+            )
+    per_year = budget.inference_requests_per_year
+    if category == "inference" and per_request_kg is not None and per_year is not None:
+        projected = per_request_kg * per_year
+        if projected > allocation:
+            broken.append(
+                f"At {_sig3(per_request_kg * 1000)} g per request, {per_year:,.0f} requests a "
+                f"year would emit {_kg(projected)}, more than the {_kg(allocation)} inference "
+                "allocation."
+            )
+    return broken
+
+
+def decide(
+    budget: Budget,
+    category: str,
+    used_before_kg: float,
+    run_kg: float,
+    *,
+    base_run_kg: float | None = None,
+    is_pull_request: bool = False,
+    per_request_kg: float | None = None,
+) -> Decision:
+    """The verdict for one run of `category` after `used_before_kg` this budget year."""
+    _check_inputs(
+        used_before_kg=used_before_kg,
+        run_kg=run_kg,
+        base_run_kg=base_run_kg,
+        per_request_kg=per_request_kg,
+    )
+    allocation = allocation_kg(budget, category)
+    after = used_before_kg + run_kg
+    reasons = [
+        f"{category} had used {_kg(used_before_kg)} of its {_kg(allocation)} allocation "
+        f"{_standing(used_before_kg, allocation)}; this run's {_kg(run_kg)} brings it to "
+        f"{_kg(after)} {_standing(after, allocation)}."
+    ]
+    broken = _failures(
+        budget, category, allocation, after, run_kg, base_run_kg, is_pull_request, per_request_kg
+    )
+    warn_line = budget.warn_at * allocation
+    if broken:
+        verdict = Verdict.FAIL
+        reasons += broken
+        if budget.on_exceed is OnExceed.WARN:
+            verdict = Verdict.WARN
+            reasons.append("on_exceed: warn let it through: the check warns instead of failing.")
+    elif after >= warn_line:
+        verdict = Verdict.WARN
+        reasons.append(f"That reaches the {_pct(budget.warn_at)} warning level ({_kg(warn_line)}).")
+    else:
+        verdict = Verdict.PASS
+        reasons.append(
+            f"That is below the {_pct(budget.warn_at)} warning level ({_kg(warn_line)})."
+        )
+    return Decision(
+        verdict=verdict,
+        category=category,
+        allocation_kg=allocation,
+        used_before_kg=used_before_kg,
+        run_kg=run_kg,
+        after_kg=after,
+        remaining_kg=allocation - after,
+        share=after / allocation if allocation > 0 else None,
+        warn_at=budget.warn_at,
+        tier=tier(run_kg),
+        reasons=tuple(reasons),
+    )
+
+
+STARTER: Final = """\
+# co2gate carbon budget: how much CO2e this repository's CI may emit in a year.
+# Read from the base branch on pull requests, so a PR cannot raise its own budget.
+version: 1
+
+annual_budget_kg: 500         # CO2e per budget year, in kg
+year_start: "01-01"           # MM-DD: when the budget year starts (e.g. "04-01" for April)
+
+allocations:                  # each workload's share of the annual budget; shares sum to <= 1
+  training: 0.7               # co2gate run --workload training (the default)
+  inference: 0.3
+
+limits:                       # optional: the most one run of a workload may emit, in kg
+  training: 25
+
+warn_at: 0.8                  # warn once a workload has used this share of its allocation
+on_exceed: fail               # fail | warn: what an exceeded budget does to the check
+
+# regression:
+#   max_increase: 0.2         # fail a PR whose run emits 20% more than the base branch's
+# inference:
+#   requests_per_year: 3.65e8 # projects an inference run's per-request figure to a year
+
+location:
+  country: null               # ISO 3166-1 alpha-3, e.g. USA, FRA, DEU; null: world average
+  region: null                # a US state, Canadian or Chinese province, Nordic zone (SE3)
+  cloud: null                 # instead of country: "aws:us-east-1", "gcp:us-central1", ...
+  intensity: null             # gCO2e/kWh: overrides the location
+  pue: 1.0                    # data-centre Power Usage Effectiveness, >= 1
+
+ledger:                       # where each year's usage is recorded
+  backend: branch             # branch (a data branch, through the GitHub API) | file | none
+  branch: co2gate-ledger
+  path: .co2gate/ledger       # for backend: file
+  count: [push, pull_request, schedule, workflow_dispatch]
+"""

@@ -1,0 +1,194 @@
+"""Gate one measured run: its year so far from the ledger, the verdict, the record."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from co2gate import budget as budgets
+from co2gate.ledger.interface import Ledger, LedgerError, entry_key, make_entry
+
+
+@dataclass(frozen=True)
+class Gated:
+    decision: budgets.Decision
+    recorded: bool  # the run is in the ledger now (this time or before)
+    notes: tuple[str, ...] = field(default=())
+
+
+def run_date(doc: Mapping[str, Any]) -> date:
+    return datetime.fromisoformat(doc["run"]["ended_at"]).date()
+
+
+def base_run_kg(
+    entries: Sequence[Mapping[str, Any]], label: str, base_ref: str | None
+) -> float | None:
+    """The base branch's latest run of the same label: what a PR's run is compared with."""
+    if not base_ref:
+        return None
+    ref = f"refs/heads/{base_ref}"
+    same = [e for e in entries if e.get("label") == label and e.get("ref") == ref]
+    if not same:
+        return None
+    return float(max(same, key=lambda e: str(e.get("ended_at", "")))["emissions_kg"])
+
+
+def gate(
+    doc: Mapping[str, Any],
+    budget: budgets.Budget,
+    ledger: Ledger,
+    *,
+    record: bool,
+) -> Gated:
+    """Decide a run against its category's allocation, then record it if asked.
+
+    The run itself is excluded from `used` even when re-gated, so checking the same
+    emissions.json twice gives the same verdict and records it once.
+    """
+    category = doc["run"]["workload"]
+    start, end = budgets.budget_year(budget, run_date(doc))
+    entry = make_entry(doc, category)
+    key = entry_key(entry)
+    notes: list[str] = []
+    try:
+        entries = ledger.entries(start, end)
+    except LedgerError as e:
+        entries = []
+        notes.append(f"ledger not read ({e}): the year's usage before this run is unknown")
+    used = sum(
+        float(e["emissions_kg"])
+        for e in entries
+        if e.get("category") == category and entry_key(e) != key
+    )
+    ci = doc.get("ci") or {}
+    requests = doc.get("requests")
+    decision = budgets.decide(
+        budget,
+        category,
+        used,
+        float(doc["emissions_kg"]),
+        base_run_kg=base_run_kg(entries, doc["run"]["label"], ci.get("base_ref")),
+        is_pull_request=ci.get("event") in ("pull_request", "pull_request_target"),
+        per_request_kg=float(doc["emissions_kg"]) / requests if requests else None,
+    )
+    recorded = any(entry_key(e) == key for e in entries)
+    if record and not recorded:
+        try:
+            ledger.append(entry)
+            recorded = True
+        except LedgerError as e:
+            notes.append(f"not recorded in the ledger: {e}")
+    return Gated(decision, recorded, tuple(notes))
+
+
+def write_verdict(out_dir: Path, gated: Gated) -> Path:
+    path = out_dir / "verdict.json"
+    body = gated.decision.to_json() | {"recorded": gated.recorded, "notes": list(gated.notes)}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def should_record(budget: budgets.Budget, ci: Mapping[str, Any] | None, no_record: bool) -> bool:
+    """Record unless told not to; in CI only for the events the budget file counts."""
+    if no_record:
+        return False
+    return ci is None or ci.get("event") in budget.ledger.count
+
+
+def open_ledger(config: budgets.LedgerConfig, env: Mapping[str, str]) -> tuple[Ledger, str]:
+    """The ledger the budget file asks for, and a line saying which it is.
+
+    The branch ledger needs GitHub Actions and a token; anywhere else (a laptop) the run
+    is recorded to the file ledger at ledger.path instead, as the README says.
+    """
+    from co2gate.ledger.branch import BranchLedger
+    from co2gate.ledger.file import FileLedger
+    from co2gate.ledger.none import NoneLedger
+
+    backend = config.backend.value
+    if backend == "none":
+        return NoneLedger(), "ledger: none"
+    token, repository = env.get("GITHUB_TOKEN", ""), env.get("GITHUB_REPOSITORY", "")
+    if backend == "branch" and env.get("GITHUB_ACTIONS") == "true" and token and repository:
+        api_url = env.get("GITHUB_API_URL", "https://api.github.com")
+        ledger = BranchLedger(repository, token, branch=config.branch, api_url=api_url)
+        return ledger, f"ledger: branch {config.branch} of {repository}"
+    return FileLedger(Path(config.path)), f"ledger: file {config.path}"
+
+
+def load_budget(
+    path: Path, ci: Mapping[str, Any] | None, env: Mapping[str, str]
+) -> tuple[budgets.Budget, list[str]]:
+    """The budget that judges this run, and notes for the report.
+
+    On a pull request it is the file at the PR's base commit, so a PR cannot raise its own
+    budget; a PR that adds the first budget file is judged by it, and the report says so.
+    """
+    from co2gate.github.contents import NotReadable, read_at_commit
+
+    base_sha = (ci or {}).get("base_sha")
+    if not base_sha or (ci or {}).get("event") not in ("pull_request", "pull_request_target"):
+        return budgets.load(path), []
+    try:
+        base_text = read_at_commit(path, base_sha, env)
+    except NotReadable as e:
+        raise budgets.BudgetError(str(e)) from e
+    if base_text is None:
+        return budgets.load(path), [f"the base commit has no {path}: this PR's own file applies"]
+    own = path.read_text(encoding="utf-8") if path.is_file() else None
+    notes = (
+        [] if own == base_text else [f"this PR changes {path}; the base commit's budget applies"]
+    )
+    return budgets.parse(base_text, f"{path} (at base {base_sha[:7]})"), notes
+
+
+def verdict_document(results: Sequence[Gated]) -> dict[str, Any]:
+    """What `check --json` prints: one decision, or the worst of several and each."""
+    docs = [
+        r.decision.to_json() | {"recorded": r.recorded, "notes": list(r.notes)} for r in results
+    ]
+    if len(docs) == 1:
+        return docs[0]
+    order = [v.value for v in (budgets.Verdict.PASS, budgets.Verdict.WARN, budgets.Verdict.FAIL)]
+    worst = max((d["verdict"] for d in docs), key=order.index)
+    return {"verdict": worst, "runs": docs}
+
+
+def standing(budget: budgets.Budget, ledger: Ledger, today: date, top: int = 5) -> dict[str, Any]:
+    """The budget year so far: per category allocated, used, remaining, and the top runs."""
+    start, end = budgets.budget_year(budget, today)
+    entries = ledger.entries(start, end)
+    categories = []
+    for category in budget.allocations:
+        allocation = budgets.allocation_kg(budget, category)
+        used = sum(float(e["emissions_kg"]) for e in entries if e.get("category") == category)
+        categories.append(
+            {
+                "category": category,
+                "allocation_kg": allocation,
+                "used_kg": used,
+                "remaining_kg": allocation - used,
+                "share": used / allocation if allocation > 0 else None,
+                "runs": sum(1 for e in entries if e.get("category") == category),
+            }
+        )
+    heaviest = sorted(entries, key=lambda e: float(e["emissions_kg"]), reverse=True)[:top]
+    return {
+        "year_start": start.isoformat(),
+        "year_end": end.isoformat(),
+        "annual_budget_kg": budget.annual_budget_kg,
+        "used_kg": sum(float(e["emissions_kg"]) for e in entries),
+        "warn_at": budget.warn_at,
+        "categories": categories,
+        "top_runs": [
+            {k: e.get(k) for k in ("label", "category", "emissions_kg", "ended_at", "ref", "pr")}
+            for e in heaviest
+        ],
+    }

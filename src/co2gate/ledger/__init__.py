@@ -1,0 +1,23 @@
+"""The usage ledger: one entry per gated run, so a year's usage carries over between runs."""
+
+from __future__ import annotations
+
+from co2gate.ledger.interface import (
+    Ledger,
+    LedgerError,
+    LedgerReadOnly,
+    entry_key,
+    make_entry,
+    shard_of,
+    summarize,
+)
+
+__all__ = [
+    "Ledger",
+    "LedgerError",
+    "LedgerReadOnly",
+    "entry_key",
+    "make_entry",
+    "shard_of",
+    "summarize",
+]

@@ -1,0 +1,98 @@
+"""A ledger in a local directory: JSON Lines shards `YYYY/MM.jsonl`, safe across processes."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator, Mapping
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from co2gate.ledger.interface import (
+    Ledger,
+    LedgerError,
+    dedupe,
+    entry_key,
+    parse_shard,
+    shard_keys,
+    shard_of,
+    shards_between,
+    to_line,
+)
+
+LOCK_NAME = ".lock"
+
+
+class FileLedger(Ledger):
+    """Appends under an exclusive flock on `root/.lock`, so processes on one machine never
+    interleave lines or record a key twice; reads under a shared lock."""
+
+    name = "file"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def append(self, entry: Mapping[str, Any]) -> bool:
+        key, line = entry_key(entry), to_line(entry)
+        path = self.root / shard_of(entry)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with self._locked(fcntl.LOCK_EX, create=True):
+                data = path.read_bytes() if path.exists() else b""
+                if key in shard_keys(data.decode("utf-8", errors="replace")):
+                    return False
+                payload = line.encode("utf-8")
+                if data and not data.endswith(b"\n"):
+                    payload = b"\n" + payload  # a torn last line stays alone on its line
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    written = os.write(fd, payload)  # one write: no other writer can interleave
+                finally:
+                    os.close(fd)
+        except OSError as e:
+            raise LedgerError(f"cannot write the ledger file {path}: {e}") from e
+        if written != len(payload):
+            raise LedgerError(f"short write to the ledger file {path} (disk full?)")
+        return True
+
+    def entries(self, start: date, end: date) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        if not self.root.is_dir():
+            return found
+        try:
+            with self._locked(fcntl.LOCK_SH, create=False):
+                for shard in shards_between(start, end):
+                    path = self.root / shard
+                    if path.is_file():
+                        text = path.read_bytes().decode("utf-8", errors="replace")
+                        found.extend(parse_shard(text, str(path), start, end))
+        except OSError as e:
+            raise LedgerError(f"cannot read the ledger in {self.root}: {e}") from e
+        return dedupe(found)
+
+    @contextlib.contextmanager
+    def _locked(self, operation: int, *, create: bool) -> Iterator[None]:
+        """Hold flock(operation) on the lock file; a reader of a read-only root goes unlocked."""
+        fd = self._open_lock(create)
+        if fd is None:
+            yield
+            return
+        try:
+            fcntl.flock(fd, operation)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _open_lock(self, create: bool) -> int | None:
+        lock_path = self.root / LOCK_NAME
+        try:
+            return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            if create:
+                raise
+        try:
+            return os.open(lock_path, os.O_RDONLY)
+        except OSError:
+            return None

@@ -1,0 +1,543 @@
+"""The ledger: FileLedger on disk, BranchLedger through real PyGithub against the fake GitHub."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakegithub import FakeGitHub
+from github import Auth, Github
+
+from co2gate.ledger import LedgerError, LedgerReadOnly, entry_key, make_entry, shard_of, summarize
+from co2gate.ledger.branch import README, BranchLedger
+from co2gate.ledger.file import FileLedger
+from co2gate.ledger.interface import shards_between, to_line, utc_day
+from co2gate.ledger.none import NoneLedger
+
+REPO = "octo/lab"
+BRANCH = "co2gate-ledger"
+YEAR_2025 = (date(2025, 1, 1), date(2026, 1, 1))
+
+
+def entry(
+    run: int | str, ended_at: str = "2025-03-04T10:00:00.000+00:00", **extra: Any
+) -> dict[str, Any]:
+    """A ledger entry as make_entry builds it, for run `run`."""
+    base: dict[str, Any] = {
+        "repository": REPO,
+        "run_id": str(run),
+        "run_attempt": "1",
+        "job": "train",
+        "label": "train",
+        "category": "training",
+        "emissions_kg": 0.25,
+        "energy_kwh": 1.0,
+        "duration_s": 60.0,
+        "ended_at": ended_at,
+        "sha": "abc123",
+        "ref": "refs/heads/main",
+        "event": "push",
+        "pr": None,
+    }
+    base |= extra
+    return {"key": entry_key(base)} | base
+
+
+def branch_ledger(fake: FakeGitHub, **kw: Any) -> tuple[BranchLedger, list[float]]:
+    """A BranchLedger on the fake, with backoff sleeps recorded instead of slept."""
+    sleeps: list[float] = []
+    options: dict[str, Any] = {"api_url": fake.api_url, "sleep": sleeps.append, "rng": lambda: 0.5}
+    token = kw.pop("token", fake.token)
+    return BranchLedger(REPO, token, **(options | kw)), sleeps
+
+
+# -- entries, keys, shards ---------------------------------------------------------------------
+
+
+def test_key_and_shard_follow_the_contract() -> None:
+    e = entry(42, ended_at="2025-01-31T23:30:00-02:00")  # 01:30 UTC on 1 February
+    assert entry_key(e) == "octo/lab/42/1/train/train"
+    assert shard_of(e) == "2025/02.jsonl"
+    assert utc_day("2025-12-31T23:59:59.999+00:00") == "2025-12-31"
+    assert shards_between(date(2024, 12, 15), date(2025, 2, 1)) == [
+        "2024/12.jsonl",
+        "2025/01.jsonl",
+    ]
+    assert shards_between(date(2025, 4, 1), date(2026, 4, 1))[-1] == "2026/03.jsonl"
+    assert len(shards_between(date(2025, 4, 15), date(2026, 4, 15))) == 13
+    assert shards_between(date(2025, 1, 1), date(2025, 1, 1)) == []
+    with pytest.raises(LedgerError, match="ended_at"):
+        shard_of({"ended_at": "yesterday"})
+
+
+def emissions_doc(ci: dict[str, Any] | None) -> dict[str, Any]:
+    """An emissions.json document the way co2gate.emissions.build() writes one."""
+    return {
+        "schema": "co2gate/emissions/v1",
+        "run": {
+            "id": "6f1c1c3e-4a57-4d0e-9a57-0c1f6f0b2a11",
+            "label": "train-resnet",
+            "workload": "training",
+            "command": ["python", "train.py", "--epochs", "3"],
+            "exit_code": 0,
+            "signal": None,
+            "forwarded_signals": [],
+            "started_at": "2025-06-02T08:00:00.000+00:00",
+            "ended_at": "2025-06-02T08:01:01.200+00:00",
+            "duration_s": 61.2,
+            "cpu_s": 58.0,
+            "stopped_by_guard": False,
+        },
+        "energy_kwh": {"cpu": 0.0011, "gpu": 0.0302, "ram": 0.0003, "total": 0.0316},
+        "power_w": {"cpu": 64.1, "gpu": 1776.0, "ram": 17.6},
+        "methods": {"cpu": "rapl", "gpu": "nvml-energy-counter", "ram": "ram-size-estimate"},
+        "pue": 1.1,
+        "intensity_g_per_kwh": 244.8,
+        "intensity_source": "codecarbon 3.3.2: USA/virginia",
+        "emissions_kg": 0.0316 * 1.1 * 244.8 / 1000,
+        "gpus": [],
+        "requests": None,
+        "per_request_g": None,
+        "host": {"co2gate_version": "0.1.0"},
+        "notes": ["a note that must not reach the ledger"],
+        "ci": ci,
+    }
+
+
+def test_make_entry_from_a_ci_run() -> None:
+    ci = {
+        "provider": "github",
+        "repository": "octo/lab",
+        "sha": "d6cd1e2bd19e03a81132a23b2025920577f84e37",
+        "ref": "refs/pull/12/merge",
+        "head_ref": "feature",
+        "base_ref": "main",
+        "event": "pull_request",
+        "pr": 12,
+        "workflow": "train",
+        "job": "train",
+        "run_id": "9876543210",
+        "run_attempt": "2",
+        "server_url": "https://github.com",
+    }
+    e = make_entry(emissions_doc(ci), "training")
+    assert e["key"] == "octo/lab/9876543210/2/train/train-resnet"
+    assert e["category"] == "training"
+    assert e["emissions_kg"] == pytest.approx(0.0316 * 1.1 * 244.8 / 1000)
+    assert e["energy_kwh"] == 0.0316
+    assert (e["sha"], e["ref"], e["event"], e["pr"]) == (ci["sha"], ci["ref"], "pull_request", 12)
+    assert e["ended_at"] == "2025-06-02T08:01:01.200+00:00"
+    line = to_line(e)
+    assert "train.py" not in line and "note" not in line  # small: no command, no notes
+    assert len(line) < 400 and line.endswith("}\n") and line.count("\n") == 1
+
+
+def test_make_entry_outside_ci() -> None:
+    doc = emissions_doc(None)
+    doc["run"]["ended_at"] = "2025-07-01T01:30:00.000+02:00"
+    e = make_entry(doc, "training")
+    assert e["ended_at"] == "2025-06-30T23:30:00.000+00:00" and shard_of(e) == "2025/06.jsonl"
+    assert (e["repository"], e["run_attempt"], e["job"]) == ("local", "1", "local")
+    assert e["run_id"] == "6f1c1c3e-4a57-4d0e-9a57-0c1f6f0b2a11"
+    assert e["key"] == "local/6f1c1c3e-4a57-4d0e-9a57-0c1f6f0b2a11/1/local/train-resnet"
+    assert e["sha"] is None and e["pr"] is None
+
+
+def test_summarize_totals_by_category_month_and_label() -> None:
+    rows = [
+        entry(1, "2025-01-10T00:00:00+00:00", emissions_kg=1.5, energy_kwh=6.0, label="a"),
+        entry(2, "2025-01-20T00:00:00+00:00", emissions_kg=2.0, energy_kwh=8.0, label="b"),
+        entry(3, "2025-02-01T00:00:00+00:00", emissions_kg=0.5, energy_kwh=2.0, label="a"),
+        entry(4, "2025-02-03T00:00:00+00:00", emissions_kg=4.0, energy_kwh=9.0, label="serve")
+        | {"category": "inference"},
+    ]
+    s = summarize(rows, top=2)
+    assert s["count"] == 4
+    assert s["emissions_kg"] == pytest.approx(1.5 + 2.0 + 0.5 + 4.0)
+    assert s["energy_kwh"] == pytest.approx(6.0 + 8.0 + 2.0 + 9.0)
+    assert s["by_category"] == {
+        "inference": {"count": 1, "emissions_kg": 4.0, "energy_kwh": 9.0},
+        "training": {"count": 3, "emissions_kg": pytest.approx(4.0), "energy_kwh": 16.0},
+    }
+    assert list(s["by_month"]) == ["2025-01", "2025-02"]
+    assert s["by_month"]["2025-01"]["emissions_kg"] == pytest.approx(3.5)
+    assert s["by_month"]["2025-02"]["emissions_kg"] == pytest.approx(4.5)
+    assert s["by_label"]["a"] == {"count": 2, "emissions_kg": 2.0, "energy_kwh": 8.0}
+    assert [r["run_id"] for r in s["top_runs"]] == ["4", "2"]
+    assert summarize([])["count"] == 0
+
+
+def test_none_ledger_records_nothing() -> None:
+    ledger = NoneLedger()
+    assert ledger.append(entry(1)) is False
+    assert ledger.entries(*YEAR_2025) == []
+
+
+# -- FileLedger ------------------------------------------------------------------------------
+
+
+def test_file_round_trip_sharded_by_month(tmp_path: Path) -> None:
+    ledger = FileLedger(tmp_path)
+    dates = ["2024-12-31T23:00:00+00:00", "2025-01-05T00:00:00+00:00", "2025-02-28T12:00:00+00:00"]
+    rows = [entry(i, d) for i, d in enumerate(dates)]
+    assert [ledger.append(r) for r in rows] == [True, True, True]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.jsonl")) == [
+        "2024/12.jsonl",
+        "2025/01.jsonl",
+        "2025/02.jsonl",
+    ]
+    assert ledger.entries(*YEAR_2025) == rows[1:]
+    assert ledger.entries(date(2025, 1, 6), date(2025, 2, 28)) == []  # [start, end) by day
+    text = (tmp_path / "2025/01.jsonl").read_text()
+    assert text.endswith("\n") and text.count("\n") == 1
+    assert FileLedger(tmp_path / "missing").entries(*YEAR_2025) == []
+
+
+def test_file_dedupes_by_key(tmp_path: Path) -> None:
+    ledger = FileLedger(tmp_path)
+    assert ledger.append(entry(1)) is True
+    assert ledger.append(entry(1, emissions_kg=9.0)) is False
+    assert FileLedger(tmp_path).append(entry(1)) is False
+    assert len(ledger.entries(*YEAR_2025)) == 1
+
+
+def test_file_torn_last_line_is_skipped_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger = FileLedger(tmp_path)
+    ledger.append(entry(1))
+    shard = tmp_path / "2025/03.jsonl"
+    with shard.open("a") as f:
+        f.write('{"key":"octo/lab/2/1/train/train","repository":"oc')  # a crash mid-write
+    caplog.set_level(logging.WARNING, logger="co2gate")
+    assert [e["run_id"] for e in ledger.entries(*YEAR_2025)] == ["1"]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert str(shard) in warnings[0].getMessage() and "line 2" in warnings[0].getMessage()
+
+    caplog.clear()
+    assert ledger.append(entry(2)) is True  # the torn key was never recorded
+    assert [e["run_id"] for e in ledger.entries(*YEAR_2025)] == ["1", "2"]
+    assert len(caplog.records) == 1  # still the one torn line, and only one warning
+    assert shard.read_text().endswith("}\n")
+
+
+FILE_CHILD = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from pathlib import Path
+    from co2gate.ledger.file import FileLedger
+    ledger = FileLedger(Path(sys.argv[1]))
+    rows = json.load(sys.stdin)
+    while not os.path.exists(sys.argv[2]):  # start together
+        time.sleep(0.002)
+    print(json.dumps([ledger.append(e) for e in rows]))
+    """
+)
+
+
+def test_file_concurrent_processes_never_interleave_or_double(tmp_path: Path) -> None:
+    """8 processes x 10 runs of their own, each also racing the others on 10 shared runs.
+
+    The shard starts with 2,000 entries so that each re-read under the lock takes a while:
+    without the lock, runs are doubled every time.
+    """
+    go, shard = tmp_path / "go", tmp_path / "ledger/2025/03.jsonl"
+    shard.parent.mkdir(parents=True)
+    shard.write_text("".join(to_line(entry(f"old-{n}")) for n in range(2000)))
+    children = []
+    for worker in range(8):
+        rows = [e for n in range(10) for e in (entry(f"{worker}-{n}"), entry(f"shared-{n}"))]
+        child = subprocess.Popen(
+            [sys.executable, "-c", FILE_CHILD, str(tmp_path / "ledger"), str(go)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdin is not None
+        child.stdin.write(json.dumps(rows))
+        child.stdin.close()
+        children.append(child)
+    go.touch()
+    results = []
+    for child in children:
+        assert child.stdout is not None
+        results.append(json.loads(child.stdout.read()))
+        assert child.wait(timeout=60) == 0
+    assert all(r[0::2] == [True] * 10 for r in results)  # every run of its own: added
+    assert sum(sum(r[1::2]) for r in results) == 10  # each shared run: added once, by one
+    lines = shard.read_text().splitlines()[2000:]
+    assert len(lines) == 90 and len({json.loads(line)["key"] for line in lines}) == 90
+    found = FileLedger(tmp_path / "ledger").entries(*YEAR_2025)
+    assert len(found) == 2090
+    assert len([e for e in found if e["run_id"][0].isdigit()]) == 80
+
+
+# -- BranchLedger ----------------------------------------------------------------------------
+
+
+def test_branch_is_created_as_an_orphan(fake_github: FakeGitHub) -> None:
+    ledger, _ = branch_ledger(fake_github)
+    assert ledger.entries(*YEAR_2025) == []  # no branch yet: nothing, and nothing created
+    assert fake_github.branch_commits(REPO, BRANCH) == []
+    assert ledger.append(entry(1)) is True
+    commits = fake_github.branch_commits(REPO, BRANCH)
+    assert len(commits) == 2
+    gh = Github(
+        base_url=fake_github.api_url,
+        auth=Auth.Token(fake_github.token),
+        retry=None,
+        seconds_between_requests=None,
+        seconds_between_writes=None,
+    )
+    first = gh.get_repo(REPO).get_git_commit(commits[-1]["sha"])
+    assert first.parents == []  # an orphan: no history shared with the code
+    assert fake_github.file_text(REPO, BRANCH, "README.md") == README
+    assert fake_github.file_text(REPO, "main", "2025/03.jsonl") is None
+
+
+def test_branch_creation_race_is_fine(fake_github: FakeGitHub) -> None:
+    first, _ = branch_ledger(fake_github)
+    first.append(entry(1))
+    # The second job looked before the first created the branch: its create gets 422.
+    fake_github.inject("GET", r"/git/refs?/heads/", 404)
+    second, _ = branch_ledger(fake_github)
+    assert second.append(entry(2)) is True
+    assert fake_github.count("POST", r"/git/refs$") == 2
+    roots = [c for c in fake_github.branch_commits(REPO, BRANCH) if not c["parents"]]
+    assert len(roots) == 1
+    assert [e["run_id"] for e in second.entries(*YEAR_2025)] == ["1", "2"]
+
+
+def test_branch_append_entries_and_dedupe(fake_github: FakeGitHub) -> None:
+    ledger, _ = branch_ledger(fake_github)
+    rows = [
+        entry(1, "2025-01-15T00:00:00+00:00"),
+        entry(2, "2025-03-04T10:00:00+00:00"),
+        entry(3, "2025-03-05T10:00:00+00:00"),
+        entry(4, "2026-01-01T00:00:00+00:00"),
+    ]
+    assert [ledger.append(r) for r in rows] == [True] * 4
+    assert ledger.entries(*YEAR_2025) == rows[:3]
+    assert ledger.append(rows[1]) is False
+    fresh, _ = branch_ledger(fake_github)
+    assert fresh.append(rows[2]) is False
+    assert fresh.entries(*YEAR_2025) == rows[:3]
+    assert fake_github.file_text(REPO, BRANCH, "2025/03.jsonl").count("\n") == 2  # type: ignore[union-attr]
+
+
+def test_branch_torn_lines_are_skipped_with_one_warning(
+    fake_github: FakeGitHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger, _ = branch_ledger(fake_github)
+    ledger.append(entry(1))
+    text = fake_github.file_text(REPO, BRANCH, "2025/03.jsonl") or ""
+    fake_github.put_file(REPO, BRANCH, "2025/03.jsonl", text + "not json\n" + '{"key": "x"')
+    caplog.set_level(logging.WARNING, logger="co2gate")
+    assert [e["run_id"] for e in ledger.entries(*YEAR_2025)] == ["1"]
+    assert len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert f"{REPO}@{BRANCH}:2025/03.jsonl" in message and "line 2, 3" in message
+    assert ledger.append(entry(2)) is True
+    assert [e["run_id"] for e in ledger.entries(*YEAR_2025)] == ["1", "2"]
+
+
+def test_a_deleted_branch_is_created_again(fake_github: FakeGitHub) -> None:
+    ledger, _ = branch_ledger(fake_github)
+    ledger.append(entry(1))
+    fake_github.delete_branch(REPO, BRANCH)
+    assert ledger.append(entry(2)) is True  # its cached shard meets "Branch not found"
+    assert [e["run_id"] for e in ledger.entries(*YEAR_2025)] == ["2"]
+
+
+def test_stale_and_racing_writes_are_retried(fake_github: FakeGitHub) -> None:
+    a, a_sleeps = branch_ledger(fake_github)
+    b, _ = branch_ledger(fake_github)
+    a.append(entry(1))
+    b.append(entry(2))  # a's idea of the shard is now stale: a real 409
+    assert a.append(entry(3)) is True
+    assert len(a_sleeps) == 1
+    # A racing create: told the shard is missing, c PUTs without a sha and gets a real 422.
+    c, _ = branch_ledger(fake_github)
+    b.append(entry(4, "2025-04-01T00:00:00+00:00"))
+    fake_github.inject("GET", r"/contents/2025/04\.jsonl", 404)
+    assert c.append(entry(5, "2025-04-02T00:00:00+00:00")) is True
+    fake_github.inject("PUT", r"/contents/", 409)
+    fake_github.inject("PUT", r"/contents/", 422, body={"message": "does not match abc"})
+    d, d_sleeps = branch_ledger(fake_github)
+    assert d.append(entry(6)) is True
+    assert d_sleeps == [0.2 * 0.75, 0.4 * 0.75]  # exponential, jittered by rng()
+    assert sorted(e["run_id"] for e in d.entries(*YEAR_2025)) == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_server_errors_and_timeouts_are_retried(fake_github: FakeGitHub) -> None:
+    fake_github.inject("POST", r"/graphql$", 502)
+    fake_github.inject("GET", r"/contents/", 503)
+    fake_github.inject("PUT", r"/contents/", 502)
+    ledger, sleeps = branch_ledger(fake_github)
+    assert ledger.entries(*YEAR_2025) == []
+    assert ledger.append(entry(1)) is True
+    assert len(sleeps) == 3
+    slow = Github(
+        base_url=fake_github.api_url,
+        auth=Auth.Token(fake_github.token),
+        retry=None,
+        seconds_between_requests=None,
+        seconds_between_writes=None,
+        timeout=1,
+    )
+    fake_github.inject("GET", r"/contents/", None, delay_s=1.5)  # a slow answer
+    timed, _ = branch_ledger(fake_github, github=slow)
+    assert timed.append(entry(2)) is True
+    assert [e["run_id"] for e in timed.entries(*YEAR_2025)] == ["1", "2"]
+
+
+def test_a_write_applied_but_answered_502_is_not_doubled(fake_github: FakeGitHub) -> None:
+    ledger, _ = branch_ledger(fake_github)
+    ledger.append(entry(1))
+    fake_github.inject("PUT", r"/contents/", 502, apply=True)
+    fresh, _ = branch_ledger(fake_github)
+    fake_github.clear_log()
+    assert fresh.append(entry(2)) is True  # it was applied: ours
+    assert fake_github.count("PUT") == 1
+    assert [e["run_id"] for e in fresh.entries(*YEAR_2025)] == ["1", "2"]
+
+
+def test_retries_are_bounded(fake_github: FakeGitHub) -> None:
+    fake_github.inject("PUT", r"/contents/", 502, times=3)
+    ledger, sleeps = branch_ledger(fake_github, retries=3)
+    with pytest.raises(LedgerError, match=r"gave up after 3 attempts.*HTTP 502"):
+        ledger.append(entry(1))
+    assert len(sleeps) == 2
+
+
+def test_a_shard_over_1_mb_is_read_through_the_blob_api(fake_github: FakeGitHub) -> None:
+    ledger, _ = branch_ledger(fake_github)
+    ledger.append(entry(0))
+    big = "".join(json.dumps(entry(f"big-{n}")) + "\n" for n in range(4000))
+    assert len(big) > 1024 * 1024
+    fake_github.put_file(REPO, BRANCH, "2025/03.jsonl", big)
+    reader, _ = branch_ledger(fake_github)
+    assert len(reader.entries(*YEAR_2025)) == 4000  # GraphQL's text is cut: read as a blob
+    writer, _ = branch_ledger(fake_github)
+    fake_github.clear_log()
+    assert writer.append(entry("big-3999")) is False  # contents without content: the blob
+    assert writer.append(entry("new")) is True
+    assert fake_github.count("GET", r"/git/blobs/") == 1
+    assert len(writer.entries(*YEAR_2025)) == 4001
+    assert fake_github.file_text(REPO, BRANCH, "2025/03.jsonl").startswith(big)  # type: ignore[union-attr]
+
+
+def test_a_read_only_token_raises_ledger_read_only(fake_github: FakeGitHub) -> None:
+    reader, _ = branch_ledger(fake_github, token=fake_github.read_token)
+    with pytest.raises(LedgerReadOnly) as missing_branch:
+        reader.append(entry(1))  # it cannot even create the branch
+    writer, _ = branch_ledger(fake_github)
+    writer.append(entry(1))
+    with pytest.raises(LedgerReadOnly, match="HTTP 403") as existing_branch:
+        reader.append(entry(2))
+    for error in (missing_branch.value, existing_branch.value):
+        assert fake_github.read_token not in str(error)
+    assert [e["run_id"] for e in reader.entries(*YEAR_2025)] == ["1"]  # reading still works
+
+
+def test_the_token_never_appears_in_errors(fake_github: FakeGitHub) -> None:
+    token = "ghp_not_known_to_the_server_123456"
+    fake_github.inject(
+        "POST", r"/graphql$", 502, body={"message": f"upstream failed for {token}"}, times=2
+    )
+    ledger, _ = branch_ledger(fake_github, token=token, retries=2)
+    with pytest.raises(LedgerError) as transient:
+        ledger.entries(*YEAR_2025)
+    with pytest.raises(LedgerError, match="HTTP 401") as bad:
+        ledger.append(entry(1))
+    for error in (transient.value, bad.value):
+        assert token not in str(error) and not isinstance(error, LedgerReadOnly)
+    assert "***" in str(transient.value)
+
+
+def test_api_url_is_honoured() -> None:
+    with FakeGitHub(prefix="/api/v3") as ghes:
+        ledger, _ = branch_ledger(ghes)
+        assert ledger.append(entry(1)) is True
+        assert len(ledger.entries(*YEAR_2025)) == 1
+        paths = {path for _, path in ghes.log}
+        assert "/api/graphql" in paths
+        assert all(p.startswith("/api/") for p in paths)
+
+
+def test_a_gated_run_makes_few_requests(fake_github: FakeGitHub) -> None:
+    setup, _ = branch_ledger(fake_github)
+    for month in range(1, 13):
+        setup.append(entry(f"m{month}", f"2025-{month:02d}-10T00:00:00+00:00"))
+    ledger, _ = branch_ledger(fake_github)
+    fake_github.clear_log()
+    assert len(ledger.entries(*YEAR_2025)) == 12
+    assert ledger.append(entry("new", "2025-12-20T00:00:00+00:00")) is True
+    assert fake_github.log == [
+        ("POST", "/graphql"),
+        ("PUT", f"/repos/{REPO}/contents/2025/12.jsonl"),
+    ]
+
+
+BRANCH_CHILD = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from co2gate.ledger.branch import BranchLedger
+    ledger = BranchLedger(
+        "octo/lab", sys.argv[2], api_url=sys.argv[1], retries=60, backoff_s=0.02,
+        max_backoff_s=0.4,
+    )
+    rows = json.load(sys.stdin)
+    while not os.path.exists(sys.argv[3]):  # start together
+        time.sleep(0.002)
+    print(json.dumps([ledger.append(e) for e in rows]))
+    """
+)
+
+
+@pytest.mark.slow
+def test_concurrent_jobs_on_one_branch_lose_and_double_nothing(
+    fake_github: FakeGitHub, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    fake_github.inject("PUT", r"/contents/", 409, times=10)
+    fake_github.inject("PUT", r"/contents/", 422, times=10)
+    fake_github.inject("PUT", r"/contents/", 502, times=5)
+    fake_github.inject("PUT", r"/contents/", 502, apply=True, times=5)
+    fake_github.inject("GET", r"/contents/", 502, times=5)
+    rows = [[entry(f"{job}-{n}") for n in range(5)] for job in range(20)]
+    children = []
+    for job_rows in rows:
+        child = subprocess.Popen(
+            [sys.executable, "-c", BRANCH_CHILD, fake_github.api_url, fake_github.token, str(go)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdin is not None
+        child.stdin.write(json.dumps(job_rows))
+        child.stdin.close()
+        children.append(child)
+    go.touch()
+    for child in children:
+        assert child.stdout is not None
+        assert json.loads(child.stdout.read()) == [True] * 5
+        assert child.wait(timeout=60) == 0
+    assert all(rule.times == 0 for rule in fake_github.injected)  # every failure was met
+    assert fake_github.statuses["PUT", 409] + fake_github.statuses["PUT", 422] > 0  # real races
+    ledger, _ = branch_ledger(fake_github)
+    found = ledger.entries(*YEAR_2025)
+    assert len(found) == 100
+    text = fake_github.file_text(REPO, BRANCH, "2025/03.jsonl") or ""
+    assert len(text.splitlines()) == 100  # not doubled on disk either
+    assert sorted(e["key"] for e in found) == sorted(e["key"] for r in rows for e in r)
+    assert [ledger.append(e) for r in rows for e in r] == [False] * 100
+    assert len(ledger.entries(*YEAR_2025)) == 100
