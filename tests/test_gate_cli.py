@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from conftest import CliRun
+from fakegithub import FakeGitHub
 
 PY = sys.executable
 
@@ -224,3 +225,88 @@ def test_a_pr_cannot_raise_its_own_budget(co2gate: CliRun, in_repo: Path) -> Non
     v = verdict(in_repo)
     assert v["allocation_kg"] == pytest.approx(0.7e-9)
     assert any("this PR changes" in n for n in v["notes"])
+
+
+def _actions_env(
+    fake: FakeGitHub, token: str, event: Path, name: str = "pull_request"
+) -> dict[str, str]:
+    return {
+        "PATH": "/usr/bin:/bin",
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": name,
+        "GITHUB_EVENT_PATH": str(event),
+        "GITHUB_REPOSITORY": "octo/lab",
+        "GITHUB_API_URL": fake.api_url,
+        "GITHUB_TOKEN": token,
+        "GITHUB_RUN_ID": "77",
+        "GITHUB_RUN_ATTEMPT": "1",
+        "GITHUB_JOB": "train",
+        "GITHUB_REF": "refs/pull/5/merge",
+    }
+
+
+def _pr_event(root: Path, base_sha: str) -> Path:
+    event = root / "event.json"
+    pull = {"number": 5, "base": {"sha": base_sha}, "head": {"sha": "e" * 40}}
+    event.write_text(json.dumps({"pull_request": pull}))
+    return event
+
+
+def test_the_base_budget_comes_through_the_api_when_the_clone_lacks_it(
+    co2gate: CliRun, in_repo: Path, fake_github: FakeGitHub
+) -> None:
+    base = write_budget(in_repo / "base", annual=1e-9).read_text()
+    fake_github.put_file("octo/lab", "main", ".github/carbon-budget.yml", base)
+    base_sha = fake_github.repos["octo/lab"].refs["refs/heads/main"]
+    write_budget(in_repo, annual=1000.0)  # the PR's own, raised; no git clone here at all
+    env = _actions_env(fake_github, fake_github.token, _pr_event(in_repo, base_sha))
+    result = co2gate("run", "--", PY, "-c", "pass", env=env)
+    assert result.returncode == 1, result.stderr
+    assert verdict(in_repo)["allocation_kg"] == pytest.approx(0.7e-9)
+    assert fake_github.count("GET", "contents/.github/carbon-budget.yml") >= 1
+
+
+def _branch_budget(root: Path) -> None:
+    path = write_budget(root)
+    path.write_text(path.read_text().replace("ledger: {backend: file, path: ledger}", "ledger: {}"))
+
+
+def test_runs_are_recorded_on_the_ledger_branch(
+    co2gate: CliRun, in_repo: Path, fake_github: FakeGitHub
+) -> None:
+    _branch_budget(in_repo)
+    event = in_repo / "event.json"
+    event.write_text("{}")
+    env = _actions_env(fake_github, fake_github.token, event, name="push")
+    assert co2gate("run", "--", PY, "-c", "pass", env=env).returncode == 0
+    assert (
+        co2gate("check", str(in_repo / "co2gate-report" / "emissions.json"), env=env).returncode
+        == 0
+    )
+    ended = json.loads((in_repo / "co2gate-report" / "emissions.json").read_text())["run"][
+        "ended_at"
+    ]
+    shard = fake_github.file_text("octo/lab", "co2gate-ledger", f"{ended[:4]}/{ended[5:7]}.jsonl")
+    lines = (shard or "").splitlines()
+    assert len(lines) == 1  # run, then check of the same run: recorded once
+    assert json.loads(lines[0])["key"] == "octo/lab/77/1/train/train"
+
+
+def test_a_fork_prs_read_only_token_gates_but_does_not_record(
+    co2gate: CliRun, in_repo: Path, fake_github: FakeGitHub
+) -> None:
+    _branch_budget(in_repo)
+    fake_github.put_file(
+        "octo/lab",
+        "main",
+        ".github/carbon-budget.yml",
+        (in_repo / ".github" / "carbon-budget.yml").read_text(),
+    )
+    base_sha = fake_github.repos["octo/lab"].refs["refs/heads/main"]
+    env = _actions_env(fake_github, fake_github.read_token, _pr_event(in_repo, base_sha))
+    result = co2gate("run", "--", PY, "-c", "pass", env=env)
+    assert result.returncode == 0, result.stderr
+    v = verdict(in_repo)
+    assert v["verdict"] == "pass" and v["recorded"] is False
+    assert any("not recorded" in n for n in v["notes"])
+    assert fake_github.read_token not in result.stderr
