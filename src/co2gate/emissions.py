@@ -208,12 +208,13 @@ def write(out_dir: Path, doc: Mapping[str, Any]) -> tuple[Path, Path]:
     writer.writeheader()
     writer.writerow(row)
     json_path, csv_path = out_dir / "emissions.json", out_dir / "emissions.csv"
-    _atomic_write(json_path, json.dumps(doc, indent=2) + "\n")
-    _atomic_write(csv_path, buffer.getvalue())
+    write_atomic(json_path, json.dumps(doc, indent=2) + "\n")
+    write_atomic(csv_path, buffer.getvalue())
     return json_path, csv_path
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
+    """Write text so a reader sees the old file or the new one, never half of it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from co2gate import budget as budgets
+from co2gate.emissions import write_atomic
 from co2gate.ledger.interface import Ledger, LedgerError, entry_key, make_entry
 
 
@@ -19,6 +19,10 @@ class Gated:
     decision: budgets.Decision
     recorded: bool  # the run is in the ledger now (this time or before)
     notes: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        """verdict.json: the decision, whether the run is recorded, and notes."""
+        return self.decision.to_json() | {"recorded": self.recorded, "notes": list(self.notes)}
 
 
 def run_date(doc: Mapping[str, Any]) -> date:
@@ -88,10 +92,7 @@ def gate(
 
 def write_verdict(out_dir: Path, gated: Gated) -> Path:
     path = out_dir / "verdict.json"
-    body = gated.decision.to_json() | {"recorded": gated.recorded, "notes": list(gated.notes)}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(gated.to_json(), indent=2) + "\n")
     return path
 
 
@@ -151,9 +152,7 @@ def load_budget(
 
 def verdict_document(results: Sequence[Gated]) -> dict[str, Any]:
     """What `check --json` prints: one decision, or the worst of several and each."""
-    docs = [
-        r.decision.to_json() | {"recorded": r.recorded, "notes": list(r.notes)} for r in results
-    ]
+    docs = [r.to_json() for r in results]
     if len(docs) == 1:
         return docs[0]
     order = [v.value for v in (budgets.Verdict.PASS, budgets.Verdict.WARN, budgets.Verdict.FAIL)]
