@@ -20,7 +20,7 @@ from co2gate import budget as budgets
 from co2gate.emissions import RunLabels
 from co2gate.github.context import ci_context
 from co2gate.intensity import Location, LocationError, validate
-from co2gate.ledger.interface import LedgerError
+from co2gate.ledger.interface import Ledger, LedgerError
 from co2gate.runner import CommandError
 from co2gate.session import Measured, SetupError, measure_command, prepare_out_dir
 
@@ -38,92 +38,90 @@ def _say(line: str) -> None:
     click.echo(f"co2gate: {line}", err=True)
 
 
-def run_options(f: F) -> F:
-    """Options that describe the run being measured."""
-    for decorator in reversed(
-        [
-            click.option(
-                "--out",
-                type=click.Path(file_okay=False, path_type=Path),
-                default=Path("co2gate-report"),
-                show_default=True,
-                help="Directory for emissions.json and emissions.csv.",
-            ),
-            click.option(
-                "--label",
-                default=None,
-                help="What this step is, to compare runs of the same step. "
-                "Default: the CI job's name, else 'local'.",
-            ),
-            click.option(
-                "--workload",
-                default="training",
-                show_default=True,
-                help="Budget category: training, inference or a name of your own "
-                "(lower-case letters, digits, - and _).",
-            ),
-            click.option(
-                "--requests",
-                type=click.IntRange(min=1),
-                default=None,
-                help="Functional units the step served (requests, samples): "
-                "adds per-request figures.",
-            ),
-        ]
-    ):
-        f = decorator(f)
-    return f
+def _options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    """Several click options as one decorator, in the order they are listed."""
+
+    def apply(f: F) -> F:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+
+    return apply
 
 
-def location_options(f: F) -> F:
-    """Where the energy was drawn, which decides the grid's carbon intensity."""
-    for decorator in reversed(
-        [
-            click.option(
-                "--country",
-                help="ISO 3166-1 alpha-3 code, e.g. USA, FRA, DEU. Location options "
-                "override the budget file's location.",
-            ),
-            click.option(
-                "--region",
-                help="Sub-national region where codecarbon has data: a US state "
-                "('virginia'), a Canadian or Chinese province, a Nordic zone ('SE3').",
-            ),
-            click.option(
-                "--cloud",
-                help="Cloud region as provider:region, e.g. gcp:us-central1, "
-                "aws:us-east-1, azure:westeurope.",
-            ),
-            click.option(
-                "--intensity",
-                type=float,
-                help="Grid carbon intensity in gCO2e/kWh; overrides the location.",
-            ),
-            click.option(
-                "--pue",
-                type=float,
-                default=None,
-                help="Data-centre Power Usage Effectiveness (>= 1). Default: the budget "
-                "file's, else 1.",
-            ),
-        ]
-    ):
-        f = decorator(f)
-    return f
-
-
-def gate_options(f: F) -> F:
-    """Where the budget is and whether to record the run."""
-    f = click.option(
-        "--no-record", is_flag=True, help="Check against the budget but do not add to the ledger."
-    )(f)
-    return click.option(
-        "--budget-file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=Path(budgets.DEFAULT_FILE),
+# Options that describe the run being measured.
+run_options = _options(
+    click.option(
+        "--out",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("co2gate-report"),
         show_default=True,
-        help="The budget file (on pull requests it is read at the base commit).",
-    )(f)
+        help="Directory for emissions.json and emissions.csv.",
+    ),
+    click.option(
+        "--label",
+        default=None,
+        help="What this step is, to compare runs of the same step. "
+        "Default: the CI job's name, else 'local'.",
+    ),
+    click.option(
+        "--workload",
+        default="training",
+        show_default=True,
+        help="Budget category: training, inference or a name of your own "
+        "(lower-case letters, digits, - and _).",
+    ),
+    click.option(
+        "--requests",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Functional units the step served (requests, samples): adds per-request figures.",
+    ),
+)
+
+# Where the energy was drawn, which decides the grid's carbon intensity.
+location_options = _options(
+    click.option(
+        "--country",
+        help="ISO 3166-1 alpha-3 code, e.g. USA, FRA, DEU. Location options "
+        "override the budget file's location.",
+    ),
+    click.option(
+        "--region",
+        help="Sub-national region where codecarbon has data: a US state "
+        "('virginia'), a Canadian or Chinese province, a Nordic zone ('SE3').",
+    ),
+    click.option(
+        "--cloud",
+        help="Cloud region as provider:region, e.g. gcp:us-central1, "
+        "aws:us-east-1, azure:westeurope.",
+    ),
+    click.option(
+        "--intensity",
+        type=float,
+        help="Grid carbon intensity in gCO2e/kWh; overrides the location.",
+    ),
+    click.option(
+        "--pue",
+        type=float,
+        default=None,
+        help="Data-centre Power Usage Effectiveness (>= 1). Default: the budget file's, else 1.",
+    ),
+)
+
+
+budget_file_option = click.option(
+    "--budget-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path(budgets.DEFAULT_FILE),
+    show_default=True,
+    help="The budget file (on pull requests it is read at the base commit).",
+)
+no_record_option = click.option(
+    "--no-record", is_flag=True, help="Check against the budget but do not add to the ledger."
+)
+# Where the budget is and whether to record the run.
+gate_options = _options(budget_file_option, no_record_option)
 
 
 json_option = click.option(
@@ -210,7 +208,8 @@ def run(
         raise UsageProblem(str(e)) from e
     location = _override(budget.location, country, region, cloud, intensity, pue)
     measured = _measure(command, location, out, label, workload, requests)
-    gated = _gate(measured.doc, budget, notes, out, no_record, ci)
+    ledger = gate.open_ledger(budget.ledger, env)
+    gated = _gate(measured.doc, budget, ledger, notes, out, no_record, ci)
     code = measured.exit_code
     sys.exit(code if code else (1 if gated.decision.verdict is budgets.Verdict.FAIL else 0))
 
@@ -253,7 +252,7 @@ def check(
     env = os.environ
     ci = ci_context(env)
     labels = RunLabels(
-        label=label or env.get("GITHUB_JOB") or "local",
+        label=_label(label),
         workload=workload or "training",
         requests=requests,
     )
@@ -265,7 +264,10 @@ def check(
         out_dir = prepare_out_dir(out)
     except (budgets.BudgetError, SetupError, ValueError) as e:
         raise UsageProblem(str(e)) from e
-    results = [_gate(doc, budget, notes, out_dir, no_record, ci, quiet=as_json) for doc in docs]
+    ledger = gate.open_ledger(budget.ledger, env)
+    results = [
+        _gate(doc, budget, ledger, notes, out_dir, no_record, ci, quiet=as_json) for doc in docs
+    ]
     if as_json:
         click.echo(json.dumps(gate.verdict_document(results), indent=2))
     failed = any(r.decision.verdict is budgets.Verdict.FAIL for r in results)
@@ -273,12 +275,11 @@ def check(
 
 
 @cli.command(name="budget")
-@gate_options
+@budget_file_option
 @json_option
-def budget_command(budget_file: Path, no_record: bool, as_json: bool) -> None:
+def budget_command(budget_file: Path, as_json: bool) -> None:
     """Where the budget stands this year: allocated, used and remaining per category, and
     the runs that used the most."""
-    del no_record  # shared option bundle; nothing is recorded here
     env = os.environ
     try:
         budget = budgets.load(budget_file)
@@ -314,7 +315,7 @@ def _measure(
         location = validate(location)
         out_dir = prepare_out_dir(out)
         labels = RunLabels(
-            label=label or os.environ.get("GITHUB_JOB") or "local",
+            label=_label(label),
             workload=workload,
             requests=requests,
         )
@@ -332,21 +333,27 @@ def _measure(
 def _gate(
     doc: dict[str, Any],
     budget: budgets.Budget,
+    ledger: tuple[Ledger, str],
     notes: list[str],
     out_dir: Path,
     no_record: bool,
     ci: dict[str, Any] | None,
     quiet: bool = False,
 ) -> gate.Gated:
-    ledger, where = gate.open_ledger(budget.ledger, os.environ)
-    gated = gate.gate(doc, budget, ledger, record=gate.should_record(budget, ci, no_record))
-    gated = gate.Gated(gated.decision, gated.recorded, (*notes, *gated.notes))
+    opened, where = ledger
+    record = gate.should_record(budget, ci, no_record)
+    gated = gate.gate(doc, budget, opened, record=record, notes=notes)
     path = gate.write_verdict(out_dir, gated)
     if not quiet:
         for line in report.verdict_lines(gated.decision, gated.notes):
             _say(line)
         _say(f"{where}: {'recorded' if gated.recorded else 'not recorded'}; wrote {path}")
     return gated
+
+
+def _label(label: str | None) -> str:
+    """The label given, else the CI job's name, else 'local'."""
+    return label or os.environ.get("GITHUB_JOB") or "local"
 
 
 def _override(

@@ -48,6 +48,7 @@ def gate(
     ledger: Ledger,
     *,
     record: bool,
+    notes: Sequence[str] = (),
 ) -> Gated:
     """Decide a run against its category's allocation, then record it if asked.
 
@@ -58,12 +59,12 @@ def gate(
     start, end = budgets.budget_year(budget, run_date(doc))
     entry = make_entry(doc, category)
     key = entry_key(entry)
-    notes: list[str] = []
+    said = list(notes)  # the caller's first, then the ledger's
     try:
         entries = ledger.entries(start, end)
     except LedgerError as e:
         entries = []
-        notes.append(f"ledger not read ({e}): the year's usage before this run is unknown")
+        said.append(f"ledger not read ({e}): the year's usage before this run is unknown")
     used = sum(
         float(e["emissions_kg"])
         for e in entries
@@ -86,8 +87,8 @@ def gate(
             ledger.append(entry)
             recorded = True
         except LedgerError as e:
-            notes.append(f"not recorded in the ledger: {e}")
-    return Gated(decision, recorded, tuple(notes))
+            said.append(f"not recorded in the ledger: {e}")
+    return Gated(decision, recorded, tuple(said))
 
 
 def write_verdict(out_dir: Path, gated: Gated) -> Path:
