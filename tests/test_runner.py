@@ -218,3 +218,21 @@ def test_previous_signal_handlers_are_restored() -> None:
     run_measured([PY, "-c", "pass"], [])
     assert signal.getsignal(signal.SIGTERM) is before
     assert os.getpgrp() == os.getpgid(0)
+
+
+def test_a_signal_before_the_child_exists_still_reaches_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GitHub may cancel while co2gate is spawning: the signal is held, then forwarded."""
+    from co2gate import runner
+
+    real_spawn = runner._spawn
+
+    def cancelled_while_spawning(argv: tuple[str, ...]) -> subprocess.Popen[bytes]:
+        os.kill(os.getpid(), signal.SIGTERM)  # handled before the child exists
+        return real_spawn(argv)
+
+    monkeypatch.setattr(runner, "_spawn", cancelled_while_spawning)
+    t0 = time.monotonic()
+    child, _ = run_measured(["sleep", "30"], [])
+    assert time.monotonic() - t0 < 5
+    assert (child.exit_code, child.signal) == (128 + signal.SIGTERM, "SIGTERM")
+    assert child.forwarded == ("SIGTERM",)

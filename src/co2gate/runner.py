@@ -74,6 +74,7 @@ class Supervisor:
         self.argv = tuple(argv)
         self.proc: subprocess.Popen[bytes] | None = None
         self.forwarded: list[str] = []
+        self._early: list[int] = []  # signals that came before the child existed
         self._previous: dict[int, object] = {}
         self._terminal: int | None = None
 
@@ -86,10 +87,15 @@ class Supervisor:
             signal.signal(signum, handler)  # type: ignore[arg-type]
 
     def run(self, sources: Sequence[MeterFactory]) -> tuple[ChildResult, list[MeterOutcome]]:
-        started_at, t0 = datetime.now(timezone.utc), time.monotonic()
-        self.proc = _spawn(self.argv)
+        # Handlers first: a signal between the spawn and their installation would kill
+        # co2gate and leave the command running, unmeasured. One that comes before the
+        # child exists is held and delivered as soon as it does.
         for signum in FORWARDED:
             self._previous[signum] = signal.signal(signum, self._forward)
+        started_at, t0 = datetime.now(timezone.utc), time.monotonic()
+        self.proc = _spawn(self.argv)
+        for early in self._early:
+            self._signal_group(self.proc, early)
         self._take_terminal()
         outcomes = [_start_in_background(factory, t0) for factory in sources]
 
@@ -116,8 +122,13 @@ class Supervisor:
 
     def _forward(self, signum: int, _frame: FrameType | None) -> None:
         proc = self.proc
-        if proc is None or proc.returncode is not None:
-            return  # the child is gone: co2gate finishes writing what it measured
+        if proc is None:
+            self._early.append(signum)
+        elif proc.returncode is None:
+            self._signal_group(proc, signum)
+        # else the child is gone: co2gate finishes writing what it measured
+
+    def _signal_group(self, proc: subprocess.Popen[bytes], signum: int) -> None:
         self.forwarded.append(_signal_name(signum))
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signum)
