@@ -125,6 +125,10 @@ def test_the_example_measured_end_to_end(tmp_path: Path) -> None:
     assert doc["methods"]["cpu"] in ("rapl", "tdp-load-estimate", "vm-share-estimate")
     assert doc["methods"]["ram"] == "ram-size-estimate"
     assert doc["methods"]["gpu"] in ("none", "nvml-energy-counter", "nvml-power-sampling")
-    assert doc["coverage"]["cpu"] > 0.5
+    # How much codecarbon watched depends on how busy the machine is; that the figure is
+    # there and the report owns up to the extrapolated rest does not.
+    assert 0 < doc["coverage"]["cpu"] <= 1
+    if doc["coverage"]["cpu"] < 0.99:
+        assert any("extrapolated" in note for note in doc["notes"])
     assert doc["intensity_source"].startswith("codecarbon ")
     assert "co2gate: " in result.stderr
