@@ -8,14 +8,24 @@ Git data is modelled for real: blobs (git's own sha), trees (flat path -> blob m
 with parents, refs. The Contents API checks shas the way GitHub does: a stale sha is a 409,
 a missing sha on an existing file a 422, files over 1 MB come back with encoding "none".
 
+Issue comments are modelled per pull request number (any number is a pull request here):
+listing pages like GitHub (`per_page` up to 100, an RFC 5988 `Link` header), create, edit
+(author only), and GraphQL `minimizeComment`, which sets the comment's `minimized` flag
+(kept out of its REST JSON, as on GitHub). Tokens belong to users: the write token
+`fake.token` and `fake.read_token` act as GITHUB_TOKEN (author `github-actions[bot]`,
+`GET /user` forbidden); `fake.add_token(token, login)` adds a personal token whose
+`GET /user` answers with its login. `fake.add_pull(repo, number, head_sha)` registers a
+pull request for `GET /repos/{o}/{r}/commits/{sha}/pulls`; `fake.add_comment(...)` and
+`fake.comments(repo, number)` seed and read comments.
+
 Failure injection: `fake.inject("PUT", r"/contents/", status=409, times=3)` answers the next
 three matching requests with a 409 (`apply=True`: handle the request for real first, then
 answer with the injected status: a write whose answer was lost; `delay_s`: a slow answer).
 Every request is logged as (method, path) in `fake.log`; `fake.statuses` counts the
 answers the fake gave itself (injected ones aside) by (method, status).
 
-To serve more endpoints (issue comments, ...), add a route to ROUTES and a `_h_<name>`
-method returning (status, body); per-repository state lives on `FakeRepo`.
+To serve more endpoints, add a route to ROUTES and a `_h_<name>` method returning
+(status, body) or (status, body, headers); per-repository state lives on `FakeRepo`.
 """
 
 from __future__ import annotations
@@ -37,6 +47,9 @@ CONTENTS_LIMIT = 1024 * 1024  # the Contents API returns no content for files ov
 # GraphQL's Blob.text is cut for large blobs (isTruncated). GitHub documents no figure;
 # users report the cut at exactly 512,000 bytes (sveltia/sveltia-cms#950).
 GRAPHQL_TEXT_LIMIT = 512_000
+COMMENT_LIMIT = 65_536  # characters in an issue comment's body
+HTML_HOST = "https://github.example"  # html_url of comments: not an API URL, never fetched
+ACTIONS_BOT = {"login": "github-actions[bot]", "id": 41898282, "type": "Bot"}
 
 _REPO = r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
 # (method, path regex after the API prefix, handler name): `_h_<name>(request)`.
@@ -51,7 +64,15 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", _REPO + r"/git/commits/(?P<sha>[^/]+)$", "get_commit"),
     ("GET", _REPO + r"/contents/(?P<path>.+)$", "get_contents"),
     ("PUT", _REPO + r"/contents/(?P<path>.+)$", "put_contents"),
+    ("GET", _REPO + r"/issues/(?P<number>\d+)/comments$", "list_comments"),
+    ("POST", _REPO + r"/issues/(?P<number>\d+)/comments$", "create_comment"),
+    ("GET", _REPO + r"/issues/comments/(?P<id>\d+)$", "get_comment"),
+    ("PATCH", _REPO + r"/issues/comments/(?P<id>\d+)$", "edit_comment"),
+    ("GET", _REPO + r"/commits/(?P<sha>[^/]+)/pulls$", "commit_pulls"),
+    ("GET", r"^/user$", "get_user"),
 ]
+# What a handler returns: (status, body) or (status, body, extra response headers).
+Answer = tuple[int, Any] | tuple[int, Any, dict[str, str]]
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 NOT_FOUND = {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}
 
@@ -85,6 +106,9 @@ class FakeRepo:
     trees: dict[str, dict[str, str]] = field(default_factory=dict)  # sha -> {path: blob sha}
     commits: dict[str, dict[str, Any]] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)  # "refs/heads/main" -> commit sha
+    # pull request number -> its comments, oldest first; each the REST JSON plus "minimized"
+    comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    pulls: dict[int, dict[str, Any]] = field(default_factory=dict)  # number -> head_sha, state
 
 
 @dataclass
@@ -95,6 +119,7 @@ class Request:
     body: Any
     params: dict[str, str]
     repo: FakeRepo | None = None
+    user: dict[str, Any] | None = None  # the token's user: login, id, type, personal
 
 
 class FakeGitHub:
@@ -115,6 +140,8 @@ class FakeGitHub:
         self.token = "ghs_fake_write_token_0123456789"
         self.read_token = "ghs_fake_read_token_0123456789"
         self.tokens = tokens or {self.token: "write", self.read_token: "read"}
+        # token -> its user; tokens without an entry act as GITHUB_TOKEN (github-actions[bot])
+        self.users: dict[str, dict[str, Any]] = {}
         self.contents_limit = contents_limit
         self.graphql_text_limit = graphql_text_limit
         self.lock = threading.RLock()
@@ -241,6 +268,44 @@ class FakeGitHub:
                 sha = commit["parents"][0] if commit["parents"] else None
             return out
 
+    def add_token(self, token: str, login: str, scope: str = "write") -> None:
+        """A personal token of the user `login` ("write" or "read"); GET /user answers it."""
+        with self.lock:
+            self.tokens[token] = scope
+            self.users[token] = {
+                "login": login,
+                "id": 10_000 + next(self._ids),
+                "type": "User",
+                "personal": True,
+            }
+
+    def add_pull(
+        self, full_name: str, number: int, head_sha: str, state: str = "open"
+    ) -> dict[str, Any]:
+        """A pull request whose head is head_sha, for GET .../commits/{sha}/pulls."""
+        with self.lock:
+            pull = {"number": number, "head_sha": head_sha, "state": state}
+            self.repos[full_name].pulls[number] = pull
+            return pull
+
+    def add_comment(
+        self,
+        full_name: str,
+        number: int,
+        body: str,
+        login: str = "someone",
+        user_type: str = "User",
+    ) -> dict[str, Any]:
+        """A comment on pull request `number` by `login`, as if posted by someone else."""
+        with self.lock:
+            user = {"login": login, "id": 20_000 + next(self._ids), "type": user_type}
+            return dict(self._store_comment(self.repos[full_name], number, body, user))
+
+    def comments(self, full_name: str, number: int) -> list[dict[str, Any]]:
+        """Copies of the comments on pull request `number`, oldest first, with "minimized"."""
+        with self.lock:
+            return [dict(c) for c in self.repos[full_name].comments.get(number, [])]
+
     # -- object store ----------------------------------------------------------------------
 
     def _store_blob(self, repo: FakeRepo, data: bytes) -> str:
@@ -259,6 +324,45 @@ class FakeGitHub:
         sha = hashlib.sha1(b"commit\0" + raw).hexdigest()
         repo.commits[sha] = {"tree": tree, "parents": list(parents), "message": message}
         return sha
+
+    def _store_comment(
+        self, repo: FakeRepo, number: int, body: str, user: dict[str, Any]
+    ) -> dict[str, Any]:
+        cid = 1_000_000 + next(self._ids)
+        base = self._repo_url(repo)
+        now = _now()
+        comment = {
+            "id": cid,
+            "node_id": f"IC_kwfake{cid}",
+            "url": f"{base}/issues/comments/{cid}",
+            "html_url": f"{HTML_HOST}/{repo.full_name}/pull/{number}#issuecomment-{cid}",
+            "issue_url": f"{base}/issues/{number}",
+            "body": body,
+            "user": {
+                "login": user["login"],
+                "id": user["id"],
+                "node_id": f"U_{user['id']}",
+                "type": user["type"],
+                "url": f"{self.api_url}/users/{quote(user['login'])}",
+            },
+            "author_association": "NONE" if user["type"] == "Bot" else "MEMBER",
+            "created_at": now,
+            "updated_at": now,
+            "minimized": False,
+        }
+        repo.comments.setdefault(number, []).append(comment)
+        return comment
+
+    def _find_comment(self, repo: FakeRepo, cid: int) -> dict[str, Any] | None:
+        for comments in repo.comments.values():
+            for comment in comments:
+                if comment["id"] == cid:
+                    return comment
+        return None
+
+    def _user_of(self, token: str) -> dict[str, Any]:
+        """The token's user; GITHUB_TOKEN-like tokens are github-actions[bot]."""
+        return self.users.get(token) or {**ACTIONS_BOT, "personal": False}
 
     def _resolve(self, repo: FakeRepo, rev: str | None) -> str | None:
         """A commit sha for a branch name, a full ref or a commit sha."""
@@ -319,6 +423,36 @@ class FakeGitHub:
                 for p in commit["parents"]
             ],
             "verification": {"verified": False, "reason": "unsigned"},
+        }
+
+    def _comment_json(self, comment: dict[str, Any]) -> dict[str, Any]:
+        """The REST shape: GitHub's REST API does not say whether a comment is minimised."""
+        return {k: v for k, v in comment.items() if k != "minimized"}
+
+    def _pull_json(self, repo: FakeRepo, pull: dict[str, Any]) -> dict[str, Any]:
+        base, number = self._repo_url(repo), pull["number"]
+        return {
+            "id": 500_000 + number,
+            "node_id": f"PR_{number}",
+            "number": number,
+            "state": pull["state"],
+            "title": f"pull request {number}",
+            "url": f"{base}/pulls/{number}",
+            "html_url": f"{HTML_HOST}/{repo.full_name}/pull/{number}",
+            "issue_url": f"{base}/issues/{number}",
+            "user": {"login": "someone", "id": 2, "type": "User", "url": ""},
+            "head": {
+                "label": f"octo:pr-{number}",
+                "ref": f"pr-{number}",
+                "sha": pull["head_sha"],
+                "repo": self._repo_json(repo),
+            },
+            "base": {
+                "label": f"octo:{repo.default_branch}",
+                "ref": repo.default_branch,
+                "sha": repo.refs.get(f"refs/heads/{repo.default_branch}", ""),
+                "repo": self._repo_json(repo),
+            },
         }
 
     def _tree_json(self, repo: FakeRepo, sha: str) -> dict[str, Any]:
@@ -496,9 +630,89 @@ class FakeGitHub:
             "commit": self._commit_json(repo, commit),
         }
 
-    def _graphql(self, body: Any) -> tuple[int, Any]:
-        """The ledger's query shape: repository { ref(qualifiedName:) A: object(expression:) }."""
+    def _h_list_comments(self, req: Request) -> Answer:
+        repo = req.repo
+        assert repo is not None
+        try:
+            per_page = min(100, max(1, int(req.query.get("per_page", 30))))
+            page = max(1, int(req.query.get("page", 1)))
+        except ValueError:
+            return 422, {"message": "Invalid request.\n\nper_page and page must be integers."}
+        comments = repo.comments.get(int(req.params["number"]), [])
+        last = max(1, -(-len(comments) // per_page))
+        chunk = comments[(page - 1) * per_page : page * per_page]
+        url = f"{self.api_url}{req.path}"
+        rels = []  # GitHub's order: prev, next, last, first
+        if page > 1:
+            rels.append(("prev", min(page - 1, last)))
+        if page < last:
+            rels += [("next", page + 1), ("last", last)]
+        if page > 1:
+            rels.append(("first", 1))
+        headers = {}
+        if rels:
+            headers["Link"] = ", ".join(
+                f'<{url}?per_page={per_page}&page={n}>; rel="{rel}"' for rel, n in rels
+            )
+        return 200, [self._comment_json(c) for c in chunk], headers
+
+    def _h_create_comment(self, req: Request) -> Answer:
+        repo, body = req.repo, req.body
+        assert repo is not None and req.user is not None
+        problem = _comment_body_problem(body)
+        if problem is not None:
+            return problem
+        comment = self._store_comment(repo, int(req.params["number"]), body["body"], req.user)
+        return 201, self._comment_json(comment)
+
+    def _h_get_comment(self, req: Request) -> Answer:
+        assert req.repo is not None
+        comment = self._find_comment(req.repo, int(req.params["id"]))
+        if comment is None:
+            return 404, NOT_FOUND
+        return 200, self._comment_json(comment)
+
+    def _h_edit_comment(self, req: Request) -> Answer:
+        repo, body = req.repo, req.body
+        assert repo is not None and req.user is not None
+        comment = self._find_comment(repo, int(req.params["id"]))
+        if comment is None:
+            return 404, NOT_FOUND
+        if comment["user"]["login"] != req.user["login"]:
+            return 403, {"message": "Resource not accessible by integration"}
+        problem = _comment_body_problem(body)
+        if problem is not None:
+            return problem
+        comment["body"], comment["updated_at"] = body["body"], _now()
+        return 200, self._comment_json(comment)
+
+    def _h_commit_pulls(self, req: Request) -> Answer:
+        repo, sha = req.repo, req.params["sha"]
+        assert repo is not None
+        pulls = [p for _, p in sorted(repo.pulls.items()) if p["head_sha"] == sha]
+        if not pulls and sha not in repo.commits:
+            return 422, {"message": f"No commit found for SHA: {sha}"}
+        return 200, [self._pull_json(repo, p) for p in pulls]
+
+    def _h_get_user(self, req: Request) -> Answer:
+        user = req.user
+        assert user is not None
+        if not user["personal"]:  # GITHUB_TOKEN and app installation tokens
+            return 403, {"message": "Resource not accessible by integration"}
+        return 200, {
+            "login": user["login"],
+            "id": user["id"],
+            "node_id": f"U_{user['id']}",
+            "type": "User",
+            "url": f"{self.api_url}/users/{quote(user['login'])}",
+        }
+
+    def _graphql(self, body: Any, scope: str = "write") -> tuple[int, Any]:
+        """The ledger's query shape: repository { ref(qualifiedName:) A: object(expression:) },
+        and the mutation minimizeComment(input: {subjectId, classifier})."""
         query, variables = body.get("query", ""), body.get("variables") or {}
+        if re.search(r"\bmutation\b", query) and "minimizeComment" in query:
+            return self._minimize(query, variables, scope)
         found = re.search(r"repository\(owner:\s*\$(\w+),\s*name:\s*\$(\w+)\)", query)
         if not found:
             return 200, {"errors": [{"message": "fake: unsupported query"}]}
@@ -538,6 +752,54 @@ class FakeGitHub:
             }
         return 200, {"data": {"repository": out}}
 
+    def _minimize(self, query: str, variables: dict[str, Any], scope: str) -> tuple[int, Any]:
+        """minimizeComment, its input given as `$input` (PyGithub's form) or inline."""
+        given = re.search(r"minimizeComment\(\s*input:\s*\$(\w+)\s*\)", query)
+        if given:
+            args = variables.get(given[1]) or {}
+        else:
+            args = {
+                key: value
+                for key, value in re.findall(r'(subjectId|classifier):\s*"?([\w=-]+)"?', query)
+            }
+            for key, value in list(args.items()):
+                if value.startswith("$"):
+                    args[key] = variables.get(value[1:])
+        subject, classifier = args.get("subjectId"), args.get("classifier")
+        if classifier not in {"SPAM", "ABUSE", "OFF_TOPIC", "OUTDATED", "DUPLICATE", "RESOLVED"}:
+            message = f"Argument 'classifier' has an invalid value ({classifier})."
+            return 200, {"errors": [{"message": message}]}
+        if scope != "write":
+            return 200, {
+                "data": {"minimizeComment": None},
+                "errors": [
+                    {
+                        "type": "FORBIDDEN",
+                        "path": ["minimizeComment"],
+                        "message": "Resource not accessible by integration",
+                    }
+                ],
+            }
+        for repo in self.repos.values():
+            for comments in repo.comments.values():
+                for comment in comments:
+                    if comment["node_id"] == subject:
+                        comment["minimized"] = True
+                        comment["minimized_reason"] = classifier
+                        return 200, {
+                            "data": {"minimizeComment": {"minimizedComment": {"isMinimized": True}}}
+                        }
+        return 200, {
+            "data": {"minimizeComment": None},
+            "errors": [
+                {
+                    "type": "NOT_FOUND",
+                    "path": ["minimizeComment"],
+                    "message": f"Could not resolve to a node with the global id of '{subject}'",
+                }
+            ],
+        }
+
     # -- dispatch --------------------------------------------------------------------------
 
     def _take_injection(self, method: str, path: str) -> Injected | None:
@@ -550,8 +812,8 @@ class FakeGitHub:
 
     def handle(
         self, method: str, raw_path: str, headers: dict[str, str], raw_body: bytes
-    ) -> tuple[int, Any]:
-        """One request: (status, body) where a str body is sent as text/html."""
+    ) -> tuple[int, Any, dict[str, str]]:
+        """One request: (status, body, extra headers) where a str body is sent as text/html."""
         parts = urlsplit(raw_path)
         path = parts.path
         with self.lock:
@@ -560,19 +822,28 @@ class FakeGitHub:
         if rule is not None and not rule.apply:
             time.sleep(rule.delay_s)
             if rule.status is not None:
-                return rule.status, _injected_body(rule)
-        status, body = self._dispatch(method, path, parts.query, headers, raw_body)
+                return rule.status, _injected_body(rule), {}
+        status, body, extra = self._dispatch(method, path, parts.query, headers, raw_body)
         with self.lock:
             self.statuses[(method, status)] += 1  # what the fake itself answered
         if rule is not None and rule.apply:
             time.sleep(rule.delay_s)
             if rule.status is not None:
-                return rule.status, _injected_body(rule)
-        return status, body
+                return rule.status, _injected_body(rule), {}
+        return status, body, extra
 
     def _dispatch(
         self, method: str, path: str, query: str, headers: dict[str, str], raw_body: bytes
-    ) -> tuple[int, Any]:
+    ) -> tuple[int, Any, dict[str, str]]:
+        answer = self._route(method, path, query, headers, raw_body)
+        if len(answer) == 3:
+            return answer
+        status, body = answer
+        return status, body, {}
+
+    def _route(
+        self, method: str, path: str, query: str, headers: dict[str, str], raw_body: bytes
+    ) -> Answer:
         auth = headers.get("authorization", "")
         token = auth.split(" ", 1)[1] if " " in auth else ""
         scope = self.tokens.get(token)
@@ -584,7 +855,7 @@ class FakeGitHub:
             return 400, {"message": "Problems parsing JSON"}
         with self.lock:
             if method == "POST" and path == self.graphql_path:
-                return self._graphql(body)
+                return self._graphql(body, scope)
             if not path.startswith(self.prefix + "/"):
                 return 404, NOT_FOUND
             local = path[len(self.prefix) :]
@@ -594,13 +865,13 @@ class FakeGitHub:
                     continue
                 params = {k: unquote(v) for k, v in found.groupdict().items() if v is not None}
                 repo = self.repos.get(f"{params.get('owner')}/{params.get('repo')}")
-                if repo is None:
+                if repo is None and "owner" in params:
                     return 404, NOT_FOUND
                 if method in WRITE_METHODS and scope != "write":
                     return 403, {"message": "Resource not accessible by integration"}
                 q = {k: v[0] for k, v in parse_qs(query).items()}
-                request = Request(method, local, q, body, params, repo)
-                result: tuple[int, Any] = getattr(self, f"_h_{name}")(request)
+                request = Request(method, local, q, body, params, repo, self._user_of(token))
+                result: Answer = getattr(self, f"_h_{name}")(request)
                 return result
             return 404, NOT_FOUND
 
@@ -614,7 +885,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
-        status, body = self.server_fake.handle(self.command, self.path, headers, raw)
+        status, body, extra = self.server_fake.handle(self.command, self.path, headers, raw)
         if isinstance(body, str):
             payload, kind = body.encode("utf-8"), "text/html; charset=utf-8"
         else:
@@ -623,6 +894,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(status)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(payload)))
+            for name, value in extra.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):
@@ -632,6 +905,26 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+def _comment_body_problem(body: Any) -> tuple[int, Any] | None:
+    """GitHub's 422 for a missing or too long comment body; None when it is fine."""
+    text = body.get("body") if isinstance(body, dict) else None
+    if not isinstance(text, str):
+        return 422, {"message": 'Invalid request.\n\n"body" wasn\'t supplied.'}
+    if len(text) > COMMENT_LIMIT:
+        return 422, {
+            "message": "Validation Failed",
+            "errors": [
+                {
+                    "resource": "IssueComment",
+                    "code": "custom",
+                    "field": "body",
+                    "message": f"body is too long (maximum is {COMMENT_LIMIT} characters)",
+                }
+            ],
+        }
+    return None
 
 
 def _injected_body(rule: Injected) -> Any:
