@@ -15,10 +15,26 @@ from co2gate.ledger.interface import Ledger, LedgerError, entry_key, make_entry
 
 
 @dataclass(frozen=True)
+class CategoryUsage:
+    """One budget category this year, for the report's usage bars."""
+
+    category: str
+    allocation_kg: float
+    used_before_kg: float  # the ledger's total, this run excluded
+    run_kg: float  # this run's emissions when it is of this category, else 0
+
+
+@dataclass(frozen=True)
 class Gated:
     decision: budgets.Decision
     recorded: bool  # the run is in the ledger now (this time or before)
     notes: tuple[str, ...] = field(default=())
+    base_run_kg: float | None = None  # the base branch's latest run of the label (PRs)
+    categories: tuple[CategoryUsage, ...] = ()
+    # The run's category month by month this budget year, up to the run's month:
+    # ("YYYY-MM", kg used by the end of that month, this run included).
+    burn: tuple[tuple[str, float], ...] = ()
+    year: tuple[date, date] | None = None  # the budget year the run falls in
 
     def to_json(self) -> dict[str, Any]:
         """verdict.json: the decision, whether the run is recorded, and notes."""
@@ -65,21 +81,20 @@ def gate(
     except LedgerError as e:
         entries = []
         said.append(f"ledger not read ({e}): the year's usage before this run is unknown")
-    used = sum(
-        float(e["emissions_kg"])
-        for e in entries
-        if e.get("category") == category and entry_key(e) != key
-    )
+    others = [e for e in entries if entry_key(e) != key]
+    run_kg = float(doc["emissions_kg"])
     ci = doc.get("ci") or {}
     requests = doc.get("requests")
+    base_kg = base_run_kg(entries, doc["run"]["label"], ci.get("base_ref"))
+    usage = _usage(budget, others, category, run_kg)
     decision = budgets.decide(
         budget,
         category,
-        used,
-        float(doc["emissions_kg"]),
-        base_run_kg=base_run_kg(entries, doc["run"]["label"], ci.get("base_ref")),
+        next(u.used_before_kg for u in usage if u.category == category),
+        run_kg,
+        base_run_kg=base_kg,
         is_pull_request=ci.get("event") in ("pull_request", "pull_request_target"),
-        per_request_kg=float(doc["emissions_kg"]) / requests if requests else None,
+        per_request_kg=run_kg / requests if requests else None,
     )
     recorded = any(entry_key(e) == key for e in entries)
     if record and not recorded:
@@ -88,7 +103,44 @@ def gate(
             recorded = True
         except LedgerError as e:
             said.append(f"not recorded in the ledger: {e}")
-    return Gated(decision, recorded, tuple(said))
+    burn = _burn(others, category, start, run_date(doc), run_kg)
+    return Gated(decision, recorded, tuple(said), base_kg, usage, burn, (start, end))
+
+
+def _usage(
+    budget: budgets.Budget, entries: Sequence[Mapping[str, Any]], category: str, run_kg: float
+) -> tuple[CategoryUsage, ...]:
+    """Every allocated category's usage this year (the run's category has an allocation)."""
+    return tuple(
+        CategoryUsage(
+            name,
+            budgets.allocation_kg(budget, name),
+            sum(float(e["emissions_kg"]) for e in entries if e.get("category") == name),
+            run_kg if name == category else 0.0,
+        )
+        for name in budget.allocations
+    )
+
+
+def _burn(
+    entries: Sequence[Mapping[str, Any]], category: str, start: date, day: date, run_kg: float
+) -> tuple[tuple[str, float], ...]:
+    """Cumulative kg of `category` at the end of each month from `start` to `day`'s month."""
+    per_month: dict[str, float] = {}
+    for e in entries:
+        if e.get("category") == category:
+            month = str(e.get("ended_at", ""))[:7]
+            per_month[month] = per_month.get(month, 0.0) + float(e["emissions_kg"])
+    per_month[day.isoformat()[:7]] = per_month.get(day.isoformat()[:7], 0.0) + run_kg
+    months, (y, m) = [], (start.year, start.month)
+    while (y, m) <= (day.year, day.month):
+        months.append(f"{y:04d}-{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    total, burn = 0.0, []
+    for month in months:
+        total += per_month.get(month, 0.0)
+        burn.append((month, total))
+    return tuple(burn)
 
 
 def write_verdict(out_dir: Path, gated: Gated) -> Path:

@@ -21,9 +21,11 @@ from typing import Any, Final, NoReturn
 __all__ = [
     "AWS_REGIONS",
     "AZURE_REGIONS",
+    "LOW_CARBON",
     "Intensity",
     "Location",
     "LocationError",
+    "low_carbon",
     "resolve",
     "validate",
 ]
@@ -517,3 +519,20 @@ def resolve(location: Location) -> Intensity:
         f"{cc}: world average, no location configured (IEA Global Energy & CO2 Status Report 2019)"
     )
     return intensity(float(world), source)
+
+
+# Places a CI job can run in whose grids codecarbon's data rates among the cleanest: cloud
+# regions first (a runner can move there), then grids. The report shows the lowest few.
+LOW_CARBON: Final = (
+    Location(cloud="gcp:northamerica-northeast1"),  # Montreal: Quebec's hydro
+    Location(cloud="gcp:europe-north1"),  # Hamina, Finland
+    Location(country="SWE", region="SE1"),  # northern Sweden (AWS eu-north-1 is SE3)
+    Location(country="NOR"),
+    Location(country="CHE"),
+    Location(country="FRA"),
+)
+
+
+def low_carbon(n: int = 3) -> list[Intensity]:
+    """The `n` lowest intensities of LOW_CARBON, lowest first."""
+    return sorted((resolve(loc) for loc in LOW_CARBON), key=lambda i: i.g_per_kwh)[:n]

@@ -1,13 +1,33 @@
-"""Presentation of figures for people: numbers with units scaled to be readable."""
+"""Presentation for people: terminal lines, and the report (PR comment, job summary)
+rendered from templates/ with Jinja2 over one context object built from plain data."""
 
 from __future__ import annotations
 
+import math
+import re
+import shlex
 from collections.abc import Mapping, Sequence
-from typing import Any
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import quote
+
+import jinja2
+from markupsafe import Markup
+
+from co2gate import __version__, units
+from co2gate.budget import Budget
+from co2gate.gate import Gated
+from co2gate.intensity import Intensity
+from co2gate.measure.interface import Method
 
 
 def fmt_energy(kwh: float) -> str:
     """kWh as kWh, Wh or mWh, three significant figures."""
+    if kwh < 0:
+        return "-" + fmt_energy(-kwh)
+    if kwh == 0:
+        return "0 kWh"
     if kwh >= 1:
         return f"{kwh:.3g} kWh"
     if kwh * 1e3 >= 1:
@@ -17,6 +37,10 @@ def fmt_energy(kwh: float) -> str:
 
 def fmt_mass(kg: float) -> str:
     """kg CO2e as t, kg, g or mg, three significant figures."""
+    if kg < 0:
+        return "-" + fmt_mass(-kg)
+    if kg == 0:
+        return "0 kg"
     if kg >= 1000:
         return f"{kg / 1000:.3g} t"
     if kg >= 1:
@@ -79,3 +103,387 @@ def standing_lines(standing: Mapping[str, Any]) -> list[str]:
             for r in standing["top_runs"]
         ]
     return lines
+
+
+# ------------------------------------------------------------------------------ the report
+
+TEMPLATES = Path(__file__).with_name("templates")  # the repository's templates/, in the wheel
+TEMPLATE_NAMES = ("comment.md.j2", "summary.md.j2")
+
+# How each method obtains its figure: measured or estimated, and what to expect of it.
+ABOUT: Final[dict[Method, str]] = {
+    Method.NVML_ENERGY_COUNTER: "the GPU's own energy counter (NVML); the best published "
+    "accuracy against an external meter is about 5%, and GPUs are not the whole node",
+    Method.NVML_POWER_SAMPLING: "NVML power samples, integrated; on A100/H100 a reading covers "
+    "about a quarter of the time, so this can be off by tens of percent",
+    Method.RAPL: "the CPU's RAPL energy counters (package and DRAM domains)",
+    Method.TDP_LOAD_ESTIMATE: "codecarbon's estimate from the CPU's TDP and its load "
+    "(RAPL not readable); expect +-30% or worse",
+    Method.VM_SHARE_ESTIMATE: "codecarbon's TDP-and-load estimate scaled to this VM's share "
+    "of the socket; published models agree only within about +-20-40% on a VM",
+    Method.RAM_SIZE_ESTIMATE: "codecarbon's constant 5 W per DIMM of installed RAM, "
+    "whatever the use",
+    Method.USER_CONSTANT: "a figure you configured",
+    Method.FAKE: "a test double, not a measurement",
+    Method.NONE: "no such device",
+    Method.FAILED: "the source failed: the figure is missing (see the notes)",
+}
+IDLE_GPU_PCT = 5.0  # a GPU whose mean utilisation stays below this idled through the run
+
+
+def context(
+    doc: Mapping[str, Any],
+    gated: Gated | None = None,
+    budget: Budget | None = None,
+    *,
+    elsewhere: Sequence[Intensity] = (),
+) -> dict[str, Any]:
+    """The one object every template receives; README "Templates" documents its keys.
+
+    Plain data only: numbers stay numbers (templates format them with the kg, kwh, w and
+    pct filters) and text from the run or the event is escaped on output.
+    `doc` may come from an untrusted artifact: every field is read defensively.
+    """
+    run = _dict(doc.get("run"))
+    emissions = _num(doc.get("emissions_kg"))
+    energy = _dict(doc.get("energy_kwh"))
+    methods, power = _dict(doc.get("methods")), _dict(doc.get("power_w"))
+    ci = _dict(doc.get("ci"))
+    pue, intensity = _num(doc.get("pue"), 1.0), _num(doc.get("intensity_g_per_kwh"))
+    parts = [_part(c, energy, power, methods) for c in ("cpu", "gpu", "ram")]
+    requests = doc.get("requests") if isinstance(doc.get("requests"), int) else None
+    return {
+        "version": __version__,
+        "run": {
+            "label": str(run.get("label", "")),
+            "workload": str(run.get("workload", "")),
+            "command": shlex.join(str(a) for a in run.get("command") or []),
+            "exit_code": run.get("exit_code"),
+            "signal": run.get("signal"),
+            "duration_s": _num(run.get("duration_s")),
+            "started_at": str(run.get("started_at", "")),
+            "stopped_by_guard": bool(run.get("stopped_by_guard")),
+        },
+        "energy": parts,
+        "energy_kwh": _num(energy.get("total")),
+        "estimated": [p["component"] for p in parts if not p["measured"]],
+        "emissions_kg": emissions,
+        "pue": pue,
+        "intensity_g_per_kwh": intensity,
+        "intensity_source": str(doc.get("intensity_source", "")),
+        "car": {
+            "km": units.car_km(emissions),
+            "kg_per_km": units.CAR_KG_PER_MILE / units.KM_PER_MILE,
+            "source": "US EPA: a typical passenger car emits about 400 g CO2 per mile",
+        },
+        "gpus": [_gpu(g) for g in doc.get("gpus") or [] if isinstance(g, dict)],
+        "elsewhere": [
+            {
+                "where": i.source.split(": ", 1)[-1],
+                "intensity_g_per_kwh": i.g_per_kwh,
+                "emissions_kg": _num(energy.get("total")) * pue * i.g_per_kwh / 1000.0,
+                "saving": 1.0 - i.g_per_kwh / intensity,
+            }
+            for i in elsewhere
+            if i.g_per_kwh < intensity
+        ],
+        "requests": _per_request(requests, emissions, _num(energy.get("total")), budget, gated),
+        "verdict": _verdict(gated, budget) if gated and budget else None,
+        "notes": [str(n) for n in doc.get("notes") or []] + list(gated.notes if gated else ()),
+        "ci": _ci(ci),
+    }
+
+
+def _dict(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _num(value: object, default: float = 0.0) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return default
+
+
+def _part(
+    component: str, energy: Mapping[str, Any], power: Mapping[str, Any], methods: Mapping[str, Any]
+) -> dict[str, Any]:
+    method = str(methods.get(component, "none"))
+    known = Method(method) if method in Method._value2member_map_ else None
+    return {
+        "component": component.upper(),
+        "kwh": _num(energy.get(component)),
+        "power_w": _num(power.get(component)) if component in power else None,
+        "method": method,
+        "measured": known is not None and (known.is_measured or known is Method.NONE),
+        "about": ABOUT[known] if known else "as the measurement file states it",
+    }
+
+
+def _gpu(gpu: Mapping[str, Any]) -> dict[str, Any]:
+    util = gpu.get("mean_utilization_pct")
+    util = _num(util) if util is not None else None
+    return {
+        "index": gpu.get("index"),
+        "name": str(gpu.get("name", "")),
+        "energy_kwh": _num(gpu.get("energy_kwh")),
+        "mean_power_w": _num(gpu.get("mean_power_w")),
+        "mean_utilization_pct": util,
+        "idle": util is not None and util < IDLE_GPU_PCT,
+    }
+
+
+def _per_request(
+    requests: int | None,
+    emissions_kg: float,
+    energy_kwh: float,
+    budget: Budget | None,
+    gated: Gated | None,
+) -> dict[str, Any] | None:
+    """Per-request figures, and their projection to a year where the budget file has one."""
+    if not requests:
+        return None
+    per_year = budget.inference_requests_per_year if budget else None
+    projected = emissions_kg / requests * per_year if per_year else None
+    allocation = None
+    if gated and gated.decision.category == "inference":
+        allocation = gated.decision.allocation_kg
+    return {
+        "count": requests,
+        "g": emissions_kg * 1000.0 / requests,
+        "wh": energy_kwh * 1000.0 / requests,
+        "per_year": per_year,
+        "projected_kg": projected,
+        "allocation_kg": allocation,
+    }
+
+
+def _verdict(gated: Gated, budget: Budget) -> dict[str, Any]:
+    d = gated.decision
+    base = None
+    if gated.base_run_kg is not None:
+        most = budget.regression_max_increase
+        base = {
+            "run_kg": gated.base_run_kg,
+            "change": d.run_kg / gated.base_run_kg - 1 if gated.base_run_kg > 0 else None,
+            "max_increase": most,
+            "cap_kg": gated.base_run_kg * (1 + most) if most is not None else None,
+        }
+    burn = None
+    if gated.burn:
+        kgs = [kg for _, kg in gated.burn]
+        top = max(d.allocation_kg, *kgs) * 1.1 or 1.0
+        unit, scale = ("kg", 1.0) if top >= 1 else ("g", 1e3) if top >= 1e-3 else ("mg", 1e6)
+        burn = {  # in `unit`, so that the chart's axis reads well
+            "unit": unit,
+            "months": [_MONTHS[int(month[5:7]) - 1] for month, _ in gated.burn],
+            "used": [kg * scale for kg in kgs],
+            "allocation": d.allocation_kg * scale,
+            "warn": d.allocation_kg * d.warn_at * scale,
+            "top": top * scale,
+        }
+    start, end = gated.year or (None, None)
+    return d.to_json() | {
+        "year_start": start.isoformat() if start else "",
+        "year_end": (end - timedelta(days=1)).isoformat() if end else "",  # inclusive
+        "warn_kg": d.warn_at * d.allocation_kg,
+        "recorded": gated.recorded,
+        "on_exceed": budget.on_exceed.value,
+        "limit_kg": budget.limits.get(d.category),
+        "base": base,
+        "usage": [
+            {
+                "category": u.category,
+                "allocation_kg": u.allocation_kg,
+                "used_before_kg": u.used_before_kg,
+                "run_kg": u.run_kg,
+                "remaining_kg": u.allocation_kg - u.used_before_kg - u.run_kg,
+                "share": (u.used_before_kg + u.run_kg) / u.allocation_kg
+                if u.allocation_kg > 0
+                else None,
+                "bar": usage_bar(u.used_before_kg, u.run_kg, u.allocation_kg, d.warn_at),
+                "this": u.category == d.category,
+            }
+            for u in gated.categories
+        ],
+        "burn": burn,
+    }
+
+
+_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+def _ci(ci: Mapping[str, Any]) -> dict[str, Any] | None:
+    if not ci:
+        return None
+    server, repository, run_id = ci.get("server_url"), ci.get("repository"), ci.get("run_id")
+    run_url = None
+    if server and repository and run_id:
+        run_url = f"{server}/{repository}/actions/runs/{run_id}"
+    sha = str(ci.get("sha") or "")
+    return {
+        "repository": str(repository or ""),
+        "event": str(ci.get("event") or ""),
+        "ref": str(ci.get("ref") or ""),
+        "head_ref": str(ci.get("head_ref") or ""),
+        "base_ref": str(ci.get("base_ref") or ""),
+        "sha": sha,
+        "short_sha": sha[:7],
+        "pr": ci.get("pr") if isinstance(ci.get("pr"), int) else None,
+        "job": str(ci.get("job") or ""),
+        "run_url": run_url,
+    }
+
+
+BAR_CELLS = 20
+
+
+def usage_bar(used_before_kg: float, run_kg: float, allocation_kg: float, warn_at: float) -> str:
+    """A category's year as 20 cells: used before (█), this run (▓), left (░), warn line (┊).
+
+    A run that takes the category past its allocation fills the bar and ends it with ▶.
+    """
+    if allocation_kg <= 0:
+        return "▶" if used_before_kg + run_kg > 0 else "░" * BAR_CELLS
+    before = min(BAR_CELLS, round(used_before_kg / allocation_kg * BAR_CELLS))
+    after = min(BAR_CELLS, round((used_before_kg + run_kg) / allocation_kg * BAR_CELLS))
+    if run_kg > 0 and after == before and before < BAR_CELLS:
+        after += 1  # a run too small for a cell still shows
+    cells = ["█"] * before + ["▓"] * (after - before) + ["░"] * (BAR_CELLS - after)
+    warn = min(BAR_CELLS - 1, int(warn_at * BAR_CELLS))
+    if cells[warn] == "░":
+        cells[warn] = "┊"
+    bar = "".join(cells)
+    return bar + "▶" if used_before_kg + run_kg > allocation_kg else bar
+
+
+class TemplateProblem(Exception):
+    """A template that cannot be loaded or rendered: one line naming it."""
+
+
+def environment(template_dir: Path | None = None) -> jinja2.Environment:
+    """Templates from `template_dir` first (any of ours overridden by name), then ours."""
+    dirs = [str(template_dir)] if template_dir else []
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader([*dirs, str(TEMPLATES)]),
+        undefined=jinja2.StrictUndefined,
+        finalize=_finalize,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters.update(
+        kg=lambda kg: Markup(fmt_mass(kg)),
+        kwh=lambda kwh: Markup(fmt_energy(kwh)),
+        w=fmt_power,
+        pct=fmt_pct,
+        code=code,
+        num=num,
+        km=fmt_distance,
+        count=lambda n: Markup(f"{n:,.0f}"),
+        duration=fmt_duration,
+        mermaid=mermaid,
+        url=url,
+    )
+    return env
+
+
+def check_templates(template_dir: Path | None) -> None:
+    """Compile every template now, so a broken override stops a run before it starts."""
+    env = environment(template_dir)
+    for name in TEMPLATE_NAMES:
+        try:
+            env.get_template(name)
+        except jinja2.TemplateError as e:
+            raise TemplateProblem(_template_error(name, e, template_dir)) from e
+
+
+def render(name: str, ctx: Mapping[str, Any], template_dir: Path | None = None) -> str:
+    try:
+        return environment(template_dir).get_template(name).render(ctx)
+    except jinja2.TemplateError as e:
+        raise TemplateProblem(_template_error(name, e, template_dir)) from e
+
+
+def _template_error(name: str, e: jinja2.TemplateError, template_dir: Path | None) -> str:
+    where = f"{template_dir}/{name}" if template_dir and (template_dir / name).is_file() else name
+    line = getattr(e, "lineno", None)
+    return f"template {where}{f':{line}' if line else ''}: {e.message or type(e).__name__}"
+
+
+# ------------------------------------------------------------------------------ escaping
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~#])")
+
+
+def md(text: object) -> str:
+    """Text made inert in Markdown and HTML: punctuation that could start markup is
+    backslash-escaped, <, > and & become entities, line breaks spaces, and an @ cannot
+    mention anyone."""
+    s = " ".join(str(text).splitlines())
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", s).replace("@", "@\u200b")
+
+
+def code(text: object, cell: bool = True) -> Markup:
+    """Text as an inline code span: shown verbatim, never markup. `cell`: inside a table,
+    where GitHub splits rows at every | first, so it must be escaped even in code."""
+    s = " ".join(str(text).splitlines())
+    s = s.replace("|", "\\|") if cell else s
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", s)), default=0) + 1)
+    pad = " " if s.startswith("`") or s.endswith("`") or not s.strip() else ""
+    return Markup(f"{fence}{pad}{s}{pad}{fence}")
+
+
+def _finalize(value: object) -> object:
+    """Every {{ expression }}: our own formatted text passes, anything else is escaped."""
+    if isinstance(value, Markup) or value is None:
+        return "" if value is None else value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    return md(value)
+
+
+def fmt_duration(seconds: float) -> Markup:
+    """12.3 s, 4 min 05 s, 10 h 00 min."""
+    if seconds < 60:
+        return Markup(f"{seconds:.3g} s")
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return Markup(f"{minutes} min {secs:02d} s")
+    return Markup(f"{minutes // 60} h {minutes % 60:02d} min")
+
+
+def fmt_distance(km: float) -> Markup:
+    """A distance as km or m, three significant figures; "less than a metre" below."""
+    if km >= 1:
+        return Markup(f"{km:.3g} km")
+    if km * 1000 >= 1:
+        return Markup(f"{km * 1000:.3g} m")
+    return Markup("less than a metre")
+
+
+def fmt_power(watts: float | None) -> Markup:
+    """W or kW, three significant figures."""
+    if watts is None:
+        return Markup("-")
+    return Markup(f"{watts / 1000:.3g} kW" if watts >= 1000 else f"{watts:.3g} W")
+
+
+def fmt_pct(fraction: float | None, digits: int = 1) -> Markup:
+    return Markup("-" if fraction is None else f"{fraction * 100:.{digits}f}%")
+
+
+def num(value: float) -> Markup:
+    """A number as Mermaid and JSON read it: plain decimal, 4 significant figures."""
+    return Markup(f"{float(f'{value:.4g}'):f}".rstrip("0").rstrip("."))
+
+
+def mermaid(text: object) -> Markup:
+    """Text for a quoted Mermaid label: letters, digits, spaces and . _ : - only."""
+    return Markup(re.sub(r"[^A-Za-z0-9 ._:-]", "", str(text)))
+
+
+def url(text: object) -> Markup:
+    """A URL for a Markdown link target: anything that could end or break it percent-encoded."""
+    return Markup(quote(str(text), safe=":/?#=&%~.-_+@"))

@@ -32,3 +32,14 @@ def kwh_to_mean_w(energy_kwh: float, seconds: float) -> float:
 def emissions_kg(energy_kwh: float, pue: float, intensity_g_per_kwh: float) -> float:
     """Device energy x data-centre PUE x grid intensity (g/kWh), in kg CO2e."""
     return energy_kwh * pue * intensity_g_per_kwh / 1000.0
+
+
+# US EPA, "Greenhouse Gas Emissions from a Typical Passenger Vehicle" (EPA-420-F-23-014):
+# about 400 g CO2 per mile. Per km: 0.400 kg / 1.609344 km.
+CAR_KG_PER_MILE = 0.400
+KM_PER_MILE = 1.609344
+
+
+def car_km(kg: float) -> float:
+    """The distance a typical passenger car drives emitting `kg` CO2 (EPA factor)."""
+    return kg / (CAR_KG_PER_MILE / KM_PER_MILE)
