@@ -18,6 +18,7 @@ import click
 from co2gate import __version__, emissions, gate, report
 from co2gate import budget as budgets
 from co2gate.emissions import RunLabels
+from co2gate.github import publish
 from co2gate.github.context import ci_context
 from co2gate.intensity import Location, LocationError, validate
 from co2gate.ledger.interface import Ledger, LedgerError
@@ -124,6 +125,32 @@ no_record_option = click.option(
 gate_options = _options(budget_file_option, no_record_option)
 
 
+template_dir_option = click.option(
+    "--template-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Directory of templates that override co2gate's by name (comment.md.j2, summary.md.j2).",
+)
+# Where the report goes besides report.md: the PR comment (in GitHub Actions).
+comment_options = _options(
+    template_dir_option,
+    click.option(
+        "--comment/--no-comment",
+        default=True,
+        show_default=True,
+        help="In GitHub Actions, upsert the report as a PR comment (pull requests, and pushes "
+        "to a PR's branch).",
+    ),
+    click.option(
+        "--comment-author",
+        envvar="CO2GATE_COMMENT_AUTHOR",
+        default=None,
+        help="Login whose comment co2gate edits. Default: the token's user "
+        "(github-actions[bot] for GITHUB_TOKEN).",
+    ),
+)
+
+
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print the result as one JSON document on stdout."
 )
@@ -143,6 +170,7 @@ def cli() -> None:
 @cli.command(context_settings={"allow_interspersed_args": False})
 @run_options
 @location_options
+@template_dir_option
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def measure(
     out: Path,
@@ -154,19 +182,23 @@ def measure(
     cloud: str | None,
     intensity: float | None,
     pue: float | None,
+    template_dir: Path | None,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND and measure the energy it draws and the CO2e it emits.
 
     COMMAND's output, exit code and signals pass through untouched; co2gate's own lines
-    follow on stderr, and emissions.json and emissions.csv are written to --out.
+    follow on stderr, and emissions.json, emissions.csv and report.md are written to --out
+    (in GitHub Actions also the job summary and step outputs).
 
     \b
     Example:
       co2gate measure --country FRA -- python train.py --epochs 3
     """
     location = Location(country, region, cloud, intensity, pue if pue is not None else 1.0)
+    options = _publish_options(template_dir, comment=False, author=None)
     measured = _measure(command, location, out, label, workload, requests)
+    _publish([publish.Run(measured.doc)], None, out, options)
     sys.exit(measured.exit_code)
 
 
@@ -174,6 +206,7 @@ def measure(
 @run_options
 @location_options
 @gate_options
+@comment_options
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     out: Path,
@@ -187,13 +220,17 @@ def run(
     pue: float | None,
     budget_file: Path,
     no_record: bool,
+    template_dir: Path | None,
+    comment: bool,
+    comment_author: str | None,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND, measure it, check it against the budget and record it.
 
     The budget file is read and checked before COMMAND starts. Exit code: COMMAND's own
-    when it failed, else 1 when the gate fails, else 0. verdict.json joins the emissions
-    files in --out.
+    when it failed, else 1 when the gate fails, else 0. verdict.json and report.md join the
+    emissions files in --out; in GitHub Actions the report also goes to the job summary and
+    the PR comment, with step outputs and an annotation when the gate warns or fails.
 
     \b
     Example:
@@ -207,9 +244,11 @@ def run(
     except budgets.BudgetError as e:
         raise UsageProblem(str(e)) from e
     location = _override(budget.location, country, region, cloud, intensity, pue)
+    options = _publish_options(template_dir, comment, comment_author)
     measured = _measure(command, location, out, label, workload, requests)
     ledger = gate.open_ledger(budget.ledger, env)
     gated = _gate(measured.doc, budget, ledger, notes, out, no_record, ci)
+    _publish([publish.Run(measured.doc, gated)], budget, out, options)
     code = measured.exit_code
     sys.exit(code if code else (1 if gated.decision.verdict is budgets.Verdict.FAIL else 0))
 
@@ -231,8 +270,9 @@ def run(
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("co2gate-report"),
     show_default=True,
-    help="Directory for verdict.json.",
+    help="Directory for verdict.json and report.md.",
 )
+@comment_options
 @json_option
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 def check(
@@ -242,6 +282,9 @@ def check(
     label: str | None,
     requests: int | None,
     out: Path,
+    template_dir: Path | None,
+    comment: bool,
+    comment_author: str | None,
     as_json: bool,
     files: tuple[Path, ...],
 ) -> None:
@@ -264,10 +307,13 @@ def check(
         out_dir = prepare_out_dir(out)
     except (budgets.BudgetError, SetupError, ValueError) as e:
         raise UsageProblem(str(e)) from e
+    options = _publish_options(template_dir, comment, comment_author)
     ledger = gate.open_ledger(budget.ledger, env)
     results = [
         _gate(doc, budget, ledger, notes, out_dir, no_record, ci, quiet=as_json) for doc in docs
     ]
+    runs = [publish.Run(doc, gated) for doc, gated in zip(docs, results, strict=True)]
+    _publish(runs, budget, out_dir, options)
     if as_json:
         click.echo(json.dumps(gate.verdict_document(results), indent=2))
     failed = any(r.decision.verdict is budgets.Verdict.FAIL for r in results)
@@ -349,6 +395,38 @@ def _gate(
             _say(line)
         _say(f"{where}: {'recorded' if gated.recorded else 'not recorded'}; wrote {path}")
     return gated
+
+
+def _publish_options(
+    template_dir: Path | None, comment: bool, author: str | None
+) -> publish.Options:
+    """The report's options, its templates compiled now: a broken one stops the run first."""
+    try:
+        report.check_templates(template_dir)
+    except report.TemplateProblem as e:
+        raise UsageProblem(str(e)) from e
+    return publish.Options(template_dir=template_dir, comment=comment, author=author)
+
+
+def _publish(
+    runs: list[publish.Run],
+    budget: budgets.Budget | None,
+    out_dir: Path,
+    options: publish.Options,
+) -> None:
+    """report.md, and in GitHub Actions the summary, comment, outputs and annotations.
+
+    Runs after every file of the measurement is written: a failure here costs the report,
+    never the measurement or the verdict.
+    """
+    try:
+        done = publish.publish(runs, budget, out_dir=out_dir, env=os.environ, options=options)
+    except report.TemplateProblem as e:
+        _say(f"no report: {e}")
+        return
+    for line in done.lines:
+        click.echo(line if line.startswith("::") else f"co2gate: {line}", err=True)
+    _say(f"wrote {done.report}")
 
 
 def _label(label: str | None) -> str:

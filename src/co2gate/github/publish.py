@@ -1,0 +1,154 @@
+"""Put a run's report where people look: report.md, the job summary, the sticky PR
+comment, step outputs and annotations. Outside GitHub Actions only report.md is written."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from co2gate import budget as budgets
+from co2gate import intensity, report
+from co2gate.emissions import write_atomic
+from co2gate.gate import Gated
+from co2gate.github import workflow
+from co2gate.github.comments import CommentError, pull_for_commit, upsert_comment
+
+
+@dataclass(frozen=True)
+class Options:
+    template_dir: Path | None = None
+    comment: bool = True  # on the PR, when there is one and the token may
+    author: str | None = None  # the login whose comment is ours; None: the token's user
+
+
+@dataclass
+class Published:
+    report: Path
+    comment_urls: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # for stderr: annotations and notes
+
+
+@dataclass(frozen=True)
+class Run:
+    doc: Mapping[str, Any]
+    gated: Gated | None = None  # None: measured, not gated
+
+
+def publish(
+    runs: Sequence[Run],
+    budget: budgets.Budget | None,
+    *,
+    out_dir: Path,
+    env: Mapping[str, str],
+    options: Options,
+) -> Published:
+    """Render each run, write report.md, then the summary, the comments, outputs, annotations.
+
+    Raises report.TemplateProblem (before anything is written) when a template fails.
+    GitHub API errors never raise: they become a warning line and the gate still decides.
+    """
+    elsewhere = intensity.low_carbon()
+    contexts = [report.context(r.doc, r.gated, budget, elsewhere=elsewhere) for r in runs]
+    bodies = [report.render("comment.md.j2", c, options.template_dir) for c in contexts]
+    summaries = [report.render("summary.md.j2", c, options.template_dir) for c in contexts]
+    path = out_dir / "report.md"
+    write_atomic(path, "\n---\n\n".join(bodies))
+    done = Published(path)
+    in_actions = env.get("GITHUB_ACTIONS") == "true"
+    if not in_actions:
+        return done
+    workflow.append_summary("\n".join(summaries), env)
+    if options.comment:
+        for run, body in zip(runs, bodies, strict=True):
+            if run.gated is not None:
+                _comment(run.doc, body, env, options, done)
+    workflow.write_outputs(_outputs(runs, out_dir, done.comment_urls), env)
+    for run in runs:
+        if run.gated is not None:
+            done.lines += _annotations(run.doc, run.gated)
+    return done
+
+
+def _comment(
+    doc: Mapping[str, Any], body: str, env: Mapping[str, str], options: Options, done: Published
+) -> None:
+    """Upsert the run's sticky comment on its PR; say why when there is none."""
+    ci = doc.get("ci") or {}
+    token, repository = env.get("GITHUB_TOKEN", ""), str(ci.get("repository") or "")
+    api_url = env.get("GITHUB_API_URL", "https://api.github.com")
+    if not token or not repository:
+        done.lines.append("no PR comment: no GITHUB_TOKEN (set the github-token input)")
+        return
+    try:
+        number = ci.get("pr")
+        if number is None and ci.get("event") == "push" and ci.get("sha"):
+            number = pull_for_commit(repository, str(ci["sha"]), token=token, api_url=api_url)
+        if number is None:
+            return  # not a pull request, nor a push to one: the summary is the report
+        posted = upsert_comment(
+            repository,
+            int(number),
+            body,
+            label=str(doc["run"]["label"]),
+            token=token,
+            api_url=api_url,
+            author=options.author,
+        )
+    except CommentError as e:
+        if e.status == 403:
+            done.lines.append(
+                workflow.annotation(
+                    "notice",
+                    f"no PR comment: {e}. The report is in the job summary and the artifact; "
+                    "for fork PRs see the README's workflow_run companion.",
+                    title="co2gate",
+                )
+            )
+        else:
+            done.lines.append(
+                workflow.annotation("warning", f"no PR comment: {e}", title="co2gate")
+            )
+        return
+    done.comment_urls.append(posted.url)
+    done.lines.append(f"PR comment {posted.action}: {posted.url}")
+
+
+def _outputs(runs: Sequence[Run], out_dir: Path, urls: Sequence[str]) -> dict[str, str]:
+    """PRODUCT.md section 8's step outputs; for several runs, the worst verdict and the sums."""
+    outputs = {
+        "emissions-kg": _number(sum(float(r.doc["emissions_kg"]) for r in runs)),
+        "energy-kwh": _number(sum(float(r.doc["energy_kwh"]["total"]) for r in runs)),
+        "report-dir": str(out_dir),
+        "comment-url": urls[-1] if urls else "",
+    }
+    decisions = [r.gated.decision for r in runs if r.gated is not None]
+    if decisions:
+        order = list(budgets.Verdict)
+        last = decisions[-1]
+        outputs |= {
+            "verdict": max((d.verdict for d in decisions), key=order.index).value,
+            "category": last.category,
+            "used-kg": _number(last.after_kg),
+            "allocation-kg": _number(last.allocation_kg),
+            "remaining-kg": _number(last.remaining_kg),
+            "tier": last.tier.value,
+        }
+    return outputs
+
+
+def _number(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def _annotations(doc: Mapping[str, Any], gated: Gated) -> list[str]:
+    """An ::error for a failed gate and a ::warning for a warning, with the figures."""
+    d = gated.decision
+    if d.verdict is budgets.Verdict.PASS:
+        return []
+    level: workflow.Level = "error" if d.verdict is budgets.Verdict.FAIL else "warning"
+    headline = report.verdict_lines(d, ())[0]
+    why = " ".join(d.reasons[1:])
+    title = f"co2gate {d.verdict.value}: {doc['run']['label']}"
+    return [workflow.annotation(level, f"{headline}. {why}", title=title)]
