@@ -14,9 +14,10 @@ listing pages like GitHub (`per_page` up to 100, an RFC 5988 `Link` header), cre
 (kept out of its REST JSON, as on GitHub). Tokens belong to users: the write token
 `fake.token` and `fake.read_token` act as GITHUB_TOKEN (author `github-actions[bot]`,
 `GET /user` forbidden); `fake.add_token(token, login)` adds a personal token whose
-`GET /user` answers with its login. `fake.add_pull(repo, number, head_sha)` registers a
-pull request for `GET /repos/{o}/{r}/commits/{sha}/pulls`; `fake.add_comment(...)` and
-`fake.comments(repo, number)` seed and read comments.
+`GET /user` answers with its login. `fake.add_pull(repo, number, head_sha, head_repo=...)`
+registers a pull request (from a fork when head_repo is another name) for
+`GET /repos/{o}/{r}/pulls/{number}` and `GET /repos/{o}/{r}/commits/{sha}/pulls`;
+`fake.add_comment(...)` and `fake.comments(repo, number)` seed and read comments.
 
 Failure injection: `fake.inject("PUT", r"/contents/", status=409, times=3)` answers the next
 three matching requests with a 409 (`apply=True`: handle the request for real first, then
@@ -69,6 +70,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", _REPO + r"/issues/comments/(?P<id>\d+)$", "get_comment"),
     ("PATCH", _REPO + r"/issues/comments/(?P<id>\d+)$", "edit_comment"),
     ("GET", _REPO + r"/commits/(?P<sha>[^/]+)/pulls$", "commit_pulls"),
+    ("GET", _REPO + r"/pulls/(?P<number>\d+)$", "get_pull"),
     ("GET", r"^/user$", "get_user"),
 ]
 # What a handler returns: (status, body) or (status, body, extra response headers).
@@ -242,6 +244,13 @@ class FakeGitHub:
             sha = repo.trees[repo.commits[head]["tree"]].get(path)
             return None if sha is None else repo.blobs[sha].decode("utf-8")
 
+    def branch_files(self, full_name: str, branch: str) -> list[str]:
+        """The paths at a branch's head; [] when there is no such branch."""
+        with self.lock:
+            repo = self.repos[full_name]
+            head = repo.refs.get(f"refs/heads/{branch}")
+            return [] if head is None else sorted(repo.trees[repo.commits[head]["tree"]])
+
     def put_file(self, full_name: str, branch: str, path: str, text: str) -> None:
         """Commit a file directly, as someone else's push would."""
         with self.lock:
@@ -280,11 +289,34 @@ class FakeGitHub:
             }
 
     def add_pull(
-        self, full_name: str, number: int, head_sha: str, state: str = "open"
+        self,
+        full_name: str,
+        number: int,
+        head_sha: str,
+        state: str = "open",
+        *,
+        head_repo: str | None = None,
+        head_ref: str | None = None,
+        base_ref: str | None = None,
+        base_sha: str | None = None,
     ) -> dict[str, Any]:
-        """A pull request whose head is head_sha, for GET .../commits/{sha}/pulls."""
+        """A pull request into full_name whose head is head_sha, for GET .../pulls/{number}
+        and GET .../commits/{sha}/pulls.
+
+        head_repo: the repository the head branch is in (a fork's name; it need not be a
+        repository of the fake), default full_name; head_ref default "pr-<number>";
+        base_ref default the default branch, base_sha default that branch's head when asked.
+        """
         with self.lock:
-            pull = {"number": number, "head_sha": head_sha, "state": state}
+            pull = {
+                "number": number,
+                "head_sha": head_sha,
+                "state": state,
+                "head_repo": head_repo or full_name,
+                "head_ref": head_ref or f"pr-{number}",
+                "base_ref": base_ref,
+                "base_sha": base_sha,
+            }
             self.repos[full_name].pulls[number] = pull
             return pull
 
@@ -429,8 +461,30 @@ class FakeGitHub:
         """The REST shape: GitHub's REST API does not say whether a comment is minimised."""
         return {k: v for k, v in comment.items() if k != "minimized"}
 
+    def _named_repo_json(self, full_name: str) -> dict[str, Any]:
+        """A repository's JSON by name: the fake's own, or a stand-in (a fork elsewhere)."""
+        known = self.repos.get(full_name)
+        if known is not None:
+            return self._repo_json(known)
+        owner, name = full_name.split("/")
+        return {
+            "id": 900_000 + sum(full_name.encode()),
+            "node_id": f"R_fork_{owner}",
+            "name": name,
+            "full_name": full_name,
+            "private": False,
+            "fork": True,
+            "owner": {"login": owner, "id": 3, "type": "User", "url": ""},
+            "html_url": f"{HTML_HOST}/{full_name}",
+            "url": f"{self.api_url}/repos/{full_name}",
+            "default_branch": "main",
+        }
+
     def _pull_json(self, repo: FakeRepo, pull: dict[str, Any]) -> dict[str, Any]:
         base, number = self._repo_url(repo), pull["number"]
+        head_repo = pull.get("head_repo") or repo.full_name
+        head_ref = pull.get("head_ref") or f"pr-{number}"
+        base_ref = pull.get("base_ref") or repo.default_branch
         return {
             "id": 500_000 + number,
             "node_id": f"PR_{number}",
@@ -442,15 +496,15 @@ class FakeGitHub:
             "issue_url": f"{base}/issues/{number}",
             "user": {"login": "someone", "id": 2, "type": "User", "url": ""},
             "head": {
-                "label": f"octo:pr-{number}",
-                "ref": f"pr-{number}",
+                "label": f"{head_repo.split('/')[0]}:{head_ref}",
+                "ref": head_ref,
                 "sha": pull["head_sha"],
-                "repo": self._repo_json(repo),
+                "repo": self._named_repo_json(head_repo),
             },
             "base": {
-                "label": f"octo:{repo.default_branch}",
-                "ref": repo.default_branch,
-                "sha": repo.refs.get(f"refs/heads/{repo.default_branch}", ""),
+                "label": f"{repo.full_name.split('/')[0]}:{base_ref}",
+                "ref": base_ref,
+                "sha": pull.get("base_sha") or repo.refs.get(f"refs/heads/{base_ref}", ""),
                 "repo": self._repo_json(repo),
             },
         }
@@ -693,6 +747,14 @@ class FakeGitHub:
         if not pulls and sha not in repo.commits:
             return 422, {"message": f"No commit found for SHA: {sha}"}
         return 200, [self._pull_json(repo, p) for p in pulls]
+
+    def _h_get_pull(self, req: Request) -> Answer:
+        repo = req.repo
+        assert repo is not None
+        pull = repo.pulls.get(int(req.params["number"]))
+        if pull is None:
+            return 404, NOT_FOUND
+        return 200, self._pull_json(repo, pull)
 
     def _h_get_user(self, req: Request) -> Answer:
         user = req.user

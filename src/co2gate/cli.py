@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 
 import click
 
-from co2gate import __version__, emissions, gate, report
+from co2gate import __version__, emissions, gate, report, starter
 from co2gate import budget as budgets
 from co2gate.emissions import RunLabels
-from co2gate.github import publish
+from co2gate.github import companion, context, publish
 from co2gate.github.context import ci_context
 from co2gate.intensity import Location, LocationError, validate
 from co2gate.ledger.interface import Ledger, LedgerError
@@ -274,6 +274,14 @@ def run(
 )
 @comment_options
 @json_option
+@click.option(
+    "--workflow-run",
+    is_flag=True,
+    help="In a workflow run on: workflow_run, FILES are the measured run's downloaded "
+    "artifact (a fork's pull request). Its figures are gated under the run, commit and "
+    "verified pull request that the event and the API give, never the artifact's own; the "
+    "budget file is this checkout's.",
+)
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 def check(
     budget_file: Path,
@@ -286,22 +294,33 @@ def check(
     comment: bool,
     comment_author: str | None,
     as_json: bool,
+    workflow_run: bool,
     files: tuple[Path, ...],
 ) -> None:
     """Gate measurements already taken: co2gate emissions.json files, or the emissions.csv
     that your own codecarbon code wrote. Checks, records and reports each; exit 1 if any
     fails the gate.
+
+    With --workflow-run it is the second half of a fork PR's check: see the README's
+    workflow_run companion.
     """
     env = os.environ
-    ci = ci_context(env)
+    ci = None if workflow_run else ci_context(env)
     labels = RunLabels(
         label=_label(label),
         workload=workload or "training",
         requests=requests,
     )
     try:
-        budget, notes = gate.load_budget(budget_file, ci, env)
+        measured = context.workflow_run(env) if workflow_run else None
+        if measured is None:
+            budget, notes = gate.load_budget(budget_file, ci, env)
+        else:  # this checkout is the default branch: the fork cannot have changed it
+            budget, notes = budgets.load(budget_file), []
         docs = [emissions.read_measurement(path, labels, ci) for path in files]
+        if measured is not None:
+            for path, doc in zip(files, docs, strict=True):
+                companion.check_artifact(doc, path)
         for doc in docs:
             budgets.allocation_kg(budget, doc["run"]["workload"])
         out_dir = prepare_out_dir(out)
@@ -309,8 +328,14 @@ def check(
         raise UsageProblem(str(e)) from e
     options = _publish_options(template_dir, comment, comment_author)
     ledger = gate.open_ledger(budget.ledger, env)
+    gating = [(doc, notes, ci) for doc in docs]
+    if measured is not None:
+        adopted = companion.adopt(measured, docs, env)
+        gating = [(a.doc, [*notes, *a.notes], a.doc["ci"]) for a in adopted]
+        docs = [a.doc for a in adopted]
     results = [
-        _gate(doc, budget, ledger, notes, out_dir, no_record, ci, quiet=as_json) for doc in docs
+        _gate(doc, budget, ledger, doc_notes, out_dir, no_record, doc_ci, quiet=as_json)
+        for doc, doc_notes, doc_ci in gating
     ]
     runs = [publish.Run(doc, gated) for doc, gated in zip(docs, results, strict=True)]
     _publish(runs, budget, out_dir, options)
@@ -341,6 +366,46 @@ def budget_command(budget_file: Path, as_json: bool) -> None:
         return
     for line in report.standing_lines(standing):
         click.echo(line)
+
+
+@cli.command()
+@click.option(
+    "--budget-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path(budgets.DEFAULT_FILE),
+    show_default=True,
+    help="Where to write the starter budget file; its folders are created.",
+)
+@click.option(
+    "--annual-kg",
+    type=float,
+    default=starter.DEFAULT_ANNUAL_KG,
+    show_default=True,
+    help="The CO2e budget for a year, in kg (annual_budget_kg).",
+)
+@click.option(
+    "--country",
+    default=None,
+    help="Where the CI runners draw their power: an ISO 3166-1 alpha-3 code, e.g. USA, FRA. "
+    "Default: none (codecarbon's world average) until you set location in the file.",
+)
+@click.option("--force", is_flag=True, help="Overwrite the budget file if it exists.")
+def init(budget_file: Path, annual_kg: float, country: str | None, force: bool) -> None:
+    """Write a commented starter budget file and print a workflow that uses it.
+
+    The workflow goes to stdout, so it can be redirected into a file:
+
+    \b
+    Example:
+      co2gate init --annual-kg 200 --country FRA > .github/workflows/carbon.yml
+    """
+    try:
+        text = starter.budget_text(annual_kg, country)
+        path = starter.write_budget(budget_file, text, force=force)
+    except starter.StarterError as e:
+        raise UsageProblem(str(e)) from e
+    _say(starter.next_steps(path))
+    click.echo(starter.workflow(path), nl=False)
 
 
 def _measure(

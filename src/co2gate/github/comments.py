@@ -145,6 +145,47 @@ def pull_for_commit(
     return min(numbers) if numbers else None
 
 
+@dataclass(frozen=True)
+class PullHeads:
+    """A pull request's two ends, as GitHub says they are now."""
+
+    number: int
+    state: str  # "open" | "closed"
+    head_sha: str
+    head_ref: str
+    head_repository: str | None  # OWNER/NAME; None when the fork has been deleted
+    base_sha: str
+    base_ref: str
+    base_repository: str
+
+
+def pull_request_heads(
+    repository: str, number: int, *, token: str, api_url: str = "https://api.github.com"
+) -> PullHeads:
+    """Pull request `number` of `repository` (GET /repos/{o}/{r}/pulls/{n}): one request."""
+    where = f"{_check_repository(repository)}#{number}"
+    say = _Say(token, where)
+    if number < 1:
+        raise CommentError(say(f"cannot read {where}: not a pull request number"))
+    client = _client(api_url, token)
+    try:
+        pull = client.get_repo(repository).get_pull(number)  # lazy: the request is below
+        head, base = pull.head, pull.base
+        heads = PullHeads(
+            number=pull.number,
+            state=pull.state,
+            head_sha=head.sha,
+            head_ref=head.ref,
+            head_repository=head.repo.full_name if head.repo is not None else None,
+            base_sha=base.sha,
+            base_ref=base.ref,
+            base_repository=base.repo.full_name,
+        )
+    except (GithubException, requests.RequestException) as e:
+        raise say.error(f"cannot read the pull request {where}", e, writing=False) from e
+    return heads
+
+
 def _client(api_url: str, token: str) -> Github:
     # Reads are retried twice on 5xx; writes never (a POST whose answer was lost may have
     # been applied, and a second one would duplicate the comment).

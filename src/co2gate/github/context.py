@@ -1,10 +1,26 @@
-"""What GitHub Actions tells a step about its run, read from the runner's environment."""
+"""What GitHub Actions tells a step about its run, read from the runner's environment.
+
+`ci_context` describes the step's own run. `workflow_run` and `trusted_ci` describe another
+run, the one a `workflow_run` event reports on, for the companion workflow that gates a fork
+PR's artifact: every fact that decides where the run is recorded and commented comes from the
+event and the API, never from the artifact, which the fork wrote.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from co2gate.github.comments import PullHeads
+
+PULL_REQUEST_EVENTS = ("pull_request", "pull_request_target")
+_SHA = re.compile(r"[0-9a-f]{40}")
+_REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_MAX_CANDIDATES = 3  # pull requests checked per run: each is one API request
 
 
 def ci_context(env: Mapping[str, str]) -> dict[str, Any] | None:
@@ -47,3 +63,226 @@ def _event_payload(path: str | None) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return payload if isinstance(payload, dict) else {}
+
+
+class WorkflowRunError(ValueError):
+    """Not a workflow_run event, or its payload lacks what co2gate needs: one line."""
+
+
+@dataclass(frozen=True)
+class WorkflowRun:
+    """The run a workflow_run event reports on, from the event payload: facts that the run
+    which uploaded the artifact cannot forge."""
+
+    repository: str  # this repository (GITHUB_REPOSITORY), where the measured run ran
+    run_id: str
+    run_attempt: str
+    head_sha: str  # the commit measured: a pull request's head, not a merge commit
+    event: str  # what triggered the measured run: pull_request, push, ...
+    head_branch: str
+    head_repository: str  # where head_sha lives: the fork for a fork's pull request
+    workflow: str
+    pull_numbers: tuple[int, ...] = ()  # the payload's pull_requests: empty for forks
+
+    @property
+    def is_pull_request(self) -> bool:
+        return self.event in PULL_REQUEST_EVENTS
+
+
+@dataclass(frozen=True)
+class Trusted:
+    """The `ci` block to gate an artifact under, and notes for its report."""
+
+    ci: dict[str, Any]
+    notes: tuple[str, ...] = ()
+
+
+# Pull request number -> its heads; raises comments.CommentError when GitHub cannot say.
+PullLookup = Callable[[int], "PullHeads"]
+
+
+def workflow_run(env: Mapping[str, str]) -> WorkflowRun:
+    """The measured run that this workflow_run event reports on.
+
+    Raises WorkflowRunError outside a workflow_run event, or when GITHUB_REPOSITORY is not
+    the repository the measured run ran in.
+    """
+    name = env.get("GITHUB_EVENT_NAME") or ""
+    if env.get("GITHUB_ACTIONS") != "true" or name != "workflow_run":
+        where = f"a {name} event" if name else "not a GitHub Actions workflow_run event"
+        raise WorkflowRunError(
+            "--workflow-run gates another run's artifact and only works in a workflow "
+            f"triggered by on: workflow_run; this is {where}"
+        )
+    path = env.get("GITHUB_EVENT_PATH") or ""
+    payload = _event_payload(path)
+    run = payload.get("workflow_run")
+    if not isinstance(run, dict):
+        raise WorkflowRunError(
+            f"the workflow_run event payload ({path or 'GITHUB_EVENT_PATH unset'}) "
+            "has no workflow_run object"
+        )
+
+    def text(field: str, value: object, pattern: re.Pattern[str] | None = None) -> str:
+        if not isinstance(value, str) or not value or (pattern and not pattern.fullmatch(value)):
+            raise WorkflowRunError(
+                f"the workflow_run event payload has no usable workflow_run.{field} "
+                f"(got {str(value)[:60]!r})"
+            )
+        return value
+
+    run_id, attempt = run.get("id"), run.get("run_attempt", 1)
+    if isinstance(run_id, bool) or not isinstance(run_id, int) or run_id < 1:
+        raise WorkflowRunError("the workflow_run event payload has no usable workflow_run.id")
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+        raise WorkflowRunError("the workflow_run event payload has no usable run_attempt")
+    repository = text(
+        "repository.full_name", _dict(run.get("repository")).get("full_name"), _REPOSITORY
+    )
+    ours = env.get("GITHUB_REPOSITORY") or ""
+    if repository.casefold() != ours.casefold():
+        raise WorkflowRunError(
+            f"the workflow run {run_id} ran in {repository}, not in this repository "
+            f"({ours or 'GITHUB_REPOSITORY unset'})"
+        )
+    head_repository = _dict(run.get("head_repository")).get("full_name")
+    pulls = run.get("pull_requests")
+    numbers = [
+        p.get("number") for p in (pulls if isinstance(pulls, list) else []) if isinstance(p, dict)
+    ]
+    return WorkflowRun(
+        repository=ours,
+        run_id=str(run_id),
+        run_attempt=str(attempt),
+        head_sha=text("head_sha", run.get("head_sha"), _SHA),
+        event=text("event", run.get("event")),
+        head_branch=str(run.get("head_branch") or ""),
+        # A deleted fork leaves head_repository null: treat the commit as from elsewhere.
+        head_repository=head_repository
+        if isinstance(head_repository, str) and _REPOSITORY.fullmatch(head_repository)
+        else "an unknown repository",
+        workflow=str(run.get("name") or ""),
+        pull_numbers=tuple(n for n in numbers if isinstance(n, int) and _is_number(n)),
+    )
+
+
+def trusted_ci(
+    run: WorkflowRun,
+    claimed: Mapping[str, Any] | None,
+    env: Mapping[str, str],
+    *,
+    lookup: PullLookup | None = None,
+) -> Trusted:
+    """The `ci` block of the measured run: the event's facts, and a verified pull request.
+
+    `claimed` is the artifact's own `ci` block. Only its job name is taken (a name in the
+    ledger key, as the measured job wrote it); its pull request number is a candidate,
+    after the event's own, and is believed only if GitHub says that pull request's head is
+    the measured commit, in the measured run's head repository, and its base is this
+    repository. Unverified, the run has no pull request (no comment) and a note says why.
+    """
+    claimed = claimed or {}
+    lookup = lookup or pull_lookup(run.repository, env)
+    problems: list[str] = []
+    pull: PullHeads | None = None
+    if run.is_pull_request:
+        wanted = list(dict.fromkeys([*run.pull_numbers, claimed.get("pr")]))
+        candidates = [n for n in wanted if isinstance(n, int) and _is_number(n)]
+        candidates = candidates[:_MAX_CANDIDATES]
+        for number in candidates:
+            pull, problem = _verify(run, number, lookup)
+            if pull is not None:
+                break
+            problems.append(problem)
+        if not candidates:
+            problems.append("the measured run names no pull request")
+    notes = [] if pull is not None else [f"no PR comment: {p}" for p in problems]
+    if pull is not None:
+        ref: str | None = f"refs/pull/{pull.number}/merge"
+    elif not run.is_pull_request and run.head_repository == run.repository and run.head_branch:
+        ref = f"refs/heads/{run.head_branch}"
+    else:
+        ref = None  # never a fork's branch name as if it were one of ours
+    job = claimed.get("job")
+    source = "a pull request" if run.is_pull_request else f"a {run.event} event"
+    notes.insert(
+        0,
+        f"measured in workflow run {run.run_id} of {source} from {run.head_repository}: "
+        f"the figures are the {'PR' if run.is_pull_request else 'measured'} job's own",
+    )
+    ci = {
+        "provider": "github",
+        "repository": run.repository,
+        "sha": run.head_sha,
+        "ref": ref,
+        "head_ref": pull.head_ref if pull else None,
+        "base_ref": pull.base_ref if pull else None,
+        "base_sha": pull.base_sha if pull else None,
+        "event": run.event,
+        "pr": pull.number if pull else None,
+        "workflow": run.workflow,
+        "job": job if isinstance(job, str) else "",
+        "run_id": run.run_id,
+        "run_attempt": run.run_attempt,
+        "server_url": env.get("GITHUB_SERVER_URL", "https://github.com"),
+        "head_repository": run.head_repository,
+    }
+    return Trusted(ci, tuple(notes))
+
+
+def pull_lookup(repository: str, env: Mapping[str, str]) -> PullLookup:
+    """GET /repos/{repository}/pulls/{n} with the job's token, each number asked once."""
+    from co2gate.github.comments import CommentError, pull_request_heads
+
+    token = env.get("GITHUB_TOKEN", "")
+    api_url = env.get("GITHUB_API_URL", "https://api.github.com")
+    seen: dict[int, PullHeads | CommentError] = {}
+
+    def lookup(number: int) -> PullHeads:
+        if number not in seen:
+            if not token:
+                seen[number] = CommentError("no GITHUB_TOKEN to ask GitHub with")
+            else:
+                try:
+                    seen[number] = pull_request_heads(
+                        repository, number, token=token, api_url=api_url
+                    )
+                except CommentError as e:
+                    seen[number] = e
+        found = seen[number]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    return lookup
+
+
+def _verify(run: WorkflowRun, number: int, lookup: PullLookup) -> tuple[PullHeads | None, str]:
+    """The pull request if it is the measured run's, else None and why not."""
+    from co2gate.github.comments import CommentError
+
+    try:
+        pull = lookup(number)
+    except CommentError as e:
+        return None, f"PR #{number} could not be verified ({e})"
+    if (pull.base_repository or "").casefold() != run.repository.casefold():
+        return None, f"PR #{number} is a pull request into {pull.base_repository}, not this one"
+    if pull.head_sha != run.head_sha:
+        return None, (
+            f"PR #{number}'s head is {pull.head_sha[:7]}, not the measured commit "
+            f"{run.head_sha[:7]}: the artifact is not from that pull request"
+        )
+    if (pull.head_repository or "").casefold() != run.head_repository.casefold():
+        return None, (
+            f"PR #{number} comes from {pull.head_repository or 'a deleted repository'}, "
+            f"not from {run.head_repository}, where the measured run's commit is"
+        )
+    return pull, ""
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31
+
+
+def _dict(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Run the `run` input under `co2gate run`, with the action's inputs as options.
+# Every input arrives as an environment variable (never as ${{ }} text in a script).
+set -euo pipefail
+
+args=(run --out "$CO2GATE_OUT" --workload "$CO2GATE_WORKLOAD" --budget-file "$CO2GATE_BUDGET_FILE")
+[[ -n "${CO2GATE_LABEL:-}" ]] && args+=(--label "$CO2GATE_LABEL")
+[[ -n "${CO2GATE_REQUESTS:-}" ]] && args+=(--requests "$CO2GATE_REQUESTS")
+[[ -n "${CO2GATE_TEMPLATE_DIR:-}" ]] && args+=(--template-dir "$CO2GATE_TEMPLATE_DIR")
+[[ "${CO2GATE_COMMENT:-true}" == "true" ]] || args+=(--no-comment)
+[[ "${CO2GATE_RECORD:-true}" == "true" ]] || args+=(--no-record)
+
+echo "report-dir=$CO2GATE_OUT" >>"$GITHUB_OUTPUT"
+exec "$CO2GATE_BIN" "${args[@]}" -- bash -eo pipefail -c "$CO2GATE_RUN"
