@@ -17,6 +17,8 @@ from github import Auth, Github, GithubException, RateLimitExceededException
 from github.IssueComment import IssueComment
 from urllib3.util.retry import Retry
 
+from co2gate.ledger.branch import github_message
+
 MAX_BODY = 65_536  # GitHub's limit on a comment body, in characters
 ACTIONS_BOT = "github-actions[bot]"  # the author of GITHUB_TOKEN's comments
 TIMEOUT_S = 15
@@ -137,7 +139,7 @@ def pull_for_commit(
         pulls = client.get_repo(repository).get_commit(sha).get_pulls()
         numbers = [p.number for p in pulls if p.state == "open" and p.head.sha == sha]
     except GithubException as e:
-        if e.status == 422 and "no commit found" in _message(e).lower():
+        if e.status == 422 and "no commit found" in github_message(e).lower():
             return None  # GitHub does not know the commit
         raise say.error(what, e, writing=False) from e
     except requests.RequestException as e:
@@ -303,13 +305,13 @@ class _Say:
             detail = str(e)[:200]
             return CommentError(self(f"{what} ({type(e).__name__}: {detail})"))
         status = e.status
-        line = f"{what} ({status} {_message(e) or 'no message'})"
+        line = f"{what} ({status} {github_message(e) or 'no message'})"
         hint = _hint(e, writing)
         return CommentError(self(f"{line}: {hint}" if hint else line), status)
 
 
 def _hint(e: GithubException, writing: bool) -> str:
-    message = _message(e).lower()
+    message = github_message(e).lower()
     if isinstance(e, RateLimitExceededException) or "rate limit" in message:
         return "rate limited (GITHUB_TOKEN: 1,000 requests per hour per repository)"
     if e.status == 401:
@@ -322,19 +324,4 @@ def _hint(e: GithubException, writing: bool) -> str:
         return "no such pull request, or the token cannot see the repository"
     if e.status >= 500:
         return "GitHub failed; the next run will try again"
-    return ""
-
-
-def _message(e: GithubException) -> str:
-    """GitHub's own words: the REST message, else the first GraphQL error."""
-    if e.message:
-        return e.message
-    data = e.data
-    if not isinstance(data, dict):
-        return ""
-    if data.get("message"):
-        return str(data["message"])
-    errors = data.get("errors")
-    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-        return str(errors[0].get("message") or "")
     return ""

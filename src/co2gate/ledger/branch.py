@@ -264,7 +264,7 @@ class BranchLedger(Ledger):
             commit = repo.create_git_commit("co2gate: start the ledger", tree, [])
             repo.create_git_ref(f"refs/heads/{self.branch}", commit.sha)
         except GithubException as e:
-            if e.status == 422 and "already exists" in _message(e).lower():
+            if e.status == 422 and "already exists" in github_message(e).lower():
                 return  # a job racing this one created it first
             if _is_read_only(e):
                 raise LedgerReadOnly(
@@ -321,16 +321,24 @@ def _blobs_query(count: int) -> str:
     )
 
 
-def _message(e: GithubException) -> str:
+def github_message(e: GithubException) -> str:
+    """GitHub's own words: the REST message, else the first GraphQL error."""
     if e.message:
         return e.message
     data = e.data
-    return str(data.get("message") or "") if isinstance(data, dict) else ""
+    if not isinstance(data, dict):
+        return ""
+    if data.get("message"):
+        return str(data["message"])
+    errors = data.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        return str(errors[0].get("message") or "")
+    return ""
 
 
 def _describe(e: Exception) -> str:
     if isinstance(e, GithubException):
-        return f"HTTP {e.status}: {_message(e) or 'no message'}"
+        return f"HTTP {e.status}: {github_message(e) or 'no message'}"
     return f"{type(e).__name__}: {e}"
 
 
@@ -338,7 +346,7 @@ def _is_conflict(e: GithubException) -> bool:
     """A write on stale data: 409, or 422 about the sha (also a racing create)."""
     if e.status == 409:
         return True
-    message = _message(e).lower()
+    message = github_message(e).lower()
     return e.status == 422 and any(s in message for s in ("sha", "expected", "does not match"))
 
 
@@ -348,7 +356,7 @@ def _is_transient(e: GithubException) -> bool:
 
 def _is_branch_missing(e: GithubException) -> bool:
     """A write to a missing branch ("Branch x not found"), or a read of one."""
-    message = _message(e).lower()
+    message = github_message(e).lower()
     return e.status in (404, 422) and (
         ("branch" in message and "not found" in message) or "no commit found for the ref" in message
     )
