@@ -18,6 +18,7 @@ from mdcheck import problems
 from co2gate import budget as budgets
 from co2gate import gate, intensity, report
 from co2gate.ledger.interface import Ledger, LedgerReadOnly, make_entry
+from co2gate.sci import Embodied, sci
 
 GOLDEN = Path(__file__).parent / "golden"
 BUDGET = """\
@@ -100,7 +101,7 @@ def doc(
     cpu = (total - gpu_kwh) * 0.6
     ram = total - gpu_kwh - cpu
     seconds = 36_000.0
-    return {
+    record = {
         "schema": "co2gate/emissions/v1",
         "run": {
             "id": "3f1e",
@@ -135,6 +136,7 @@ def doc(
         "notes": notes or [],
         "ci": ci_block,
     }
+    return record | {"sci": sci(record, Embodied())}
 
 
 def history(*runs: tuple[str, float, str, str]) -> list[dict[str, Any]]:
@@ -252,6 +254,13 @@ def test_inference_per_request_and_projection_by_hand() -> None:
     assert "**Per request** (10,000 served): 2 mg CO2e" in text
     assert "per 1,000: 2 g" in text
     assert "that is 730 kg, more than the 150 kg inference allocation" in text
+
+
+def test_sci_line_by_hand() -> None:
+    text = (GOLDEN / "comment-inference.md").read_text(encoding="utf-8")
+    # 0.02 kg + a whole server for 10 h: 2,500 x 36,000 / 189,345,600 = 0.475324 kg embodied;
+    # (0.02 + 0.475324) / 10,000 requests = 4.95324e-5 kg = 49.5 mg per request.
+    assert "**SCI** (ISO/IEC 21031): 49.5 mg CO2e per request = (20 g operational + 475 g" in text
 
 
 def test_usage_bar() -> None:

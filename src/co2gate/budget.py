@@ -10,8 +10,8 @@ import difflib
 import enum
 import math
 import re
-from collections.abc import Collection, Hashable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Hashable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from types import MappingProxyType
@@ -22,6 +22,7 @@ from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node
 
 from co2gate import intensity
+from co2gate.sci import EMBODIED_SOURCE, Embodied
 
 __all__ = [
     "DEFAULT_FILE",
@@ -39,6 +40,7 @@ __all__ = [
     "decide",
     "load",
     "parse",
+    "run_limit_kg",
     "tier",
 ]
 
@@ -122,6 +124,7 @@ class Budget:
     inference_requests_per_year: float | None = None
     location: intensity.Location = field(default_factory=intensity.Location)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    embodied: Embodied = field(default_factory=Embodied)  # SCI's hardware figures
     source: str = DEFAULT_FILE
 
 
@@ -307,6 +310,17 @@ def _positive(value: object, key: str) -> float:
     return number
 
 
+def _share(value: object, key: str) -> float:
+    return _fraction(value, key, zero=True)
+
+
+def _non_negative(value: object, key: str) -> float:
+    number = _number(value, key, "a number >= 0")
+    if number < 0:
+        _fail(key, f"must be a number >= 0, got {_show(value)}")
+    return number
+
+
 def _optional_positive(value: object, key: str) -> float | None:
     return None if value is None else _positive(value, key)
 
@@ -466,7 +480,29 @@ _TOP_KEYS: Final = (
     "inference",
     "location",
     "ledger",
+    "embodied",
 )
+
+
+def _embodied(value: object) -> Embodied:
+    """The `embodied:` section: overrides of SCI's hardware figures (sci.Embodied)."""
+    given = _section(value, "embodied", ("server_kg", "gpu_kg", "lifetime_years", "server_share"))
+    checks: dict[str, Callable[[object, str], float]] = {
+        "server_kg": _non_negative,
+        "gpu_kg": _non_negative,
+        "lifetime_years": _positive,
+        "server_share": _share,
+    }
+    overrides = {
+        name: check(given[name], f"embodied.{name}")
+        for name, check in checks.items()
+        if given.get(name) is not None
+    }
+    if not overrides:
+        return Embodied()
+    return replace(
+        Embodied(), **overrides, source=f"{EMBODIED_SOURCE}; overridden in the budget file"
+    )
 
 
 def _budget(doc: Mapping[Any, Any], source: str) -> Budget:
@@ -495,6 +531,7 @@ def _budget(doc: Mapping[Any, Any], source: str) -> Budget:
         ),
         location=_location(top.get("location")),
         ledger=_ledger(top.get("ledger")),
+        embodied=_embodied(top.get("embodied")),
         source=source,
     )
 
@@ -554,6 +591,12 @@ def allocation_kg(budget: Budget, category: str) -> float:
     return budget.annual_budget_kg * budget.allocations[category]
 
 
+def run_limit_kg(budget: Budget, category: str, max_kg: float | None = None) -> float | None:
+    """The most one run of `category` may emit: limits[category] or max_kg, the smaller."""
+    caps = [kg for kg in (budget.limits.get(category), max_kg) if kg is not None]
+    return min(caps) if caps else None
+
+
 def _sig3(x: float) -> str:
     """A number to 3 significant figures, without an exponent."""
     if x == 0 or not math.isfinite(x):
@@ -592,12 +635,17 @@ def _failures(
     base_run_kg: float | None,
     is_pull_request: bool,
     per_request_kg: float | None,
+    max_kg: float | None,
+    stopped_by_guard: tuple[float, float] | None,
 ) -> list[str]:
     """A sentence for each rule of PRODUCT.md section 4 that this run breaks."""
     broken = []
     if after_kg > allocation:
         broken.append(f"That exceeds the {_kg(allocation)} {category} allocation.")
-    limit = budget.limits.get(category)
+    if stopped_by_guard is not None:
+        at_kg, cap_kg = stopped_by_guard
+        broken.append(f"Stopped by the guard at {_kg(at_kg)}, the limit is {_kg(cap_kg)}.")
+    limit = run_limit_kg(budget, category, max_kg)
     if limit is not None and run_kg > limit:
         broken.append(
             f"The run's {_kg(run_kg)} exceeds the {_kg(limit)} limit for one {category} run."
@@ -631,13 +679,21 @@ def decide(
     base_run_kg: float | None = None,
     is_pull_request: bool = False,
     per_request_kg: float | None = None,
+    max_kg: float | None = None,
+    stopped_by_guard: tuple[float, float] | None = None,
 ) -> Decision:
-    """The verdict for one run of `category` after `used_before_kg` this budget year."""
+    """The verdict for one run of `category` after `used_before_kg` this budget year.
+
+    max_kg is a per-run limit given for this run (`run --max-kg`), which applies where it
+    is below limits[category]; stopped_by_guard is (kg when the live guard stopped the run,
+    the limit it enforced), a failure of its own.
+    """
     _check_inputs(
         used_before_kg=used_before_kg,
         run_kg=run_kg,
         base_run_kg=base_run_kg,
         per_request_kg=per_request_kg,
+        max_kg=max_kg,
     )
     allocation = allocation_kg(budget, category)
     after = used_before_kg + run_kg
@@ -647,7 +703,16 @@ def decide(
         f"{_kg(after)} {_standing(after, allocation)}."
     ]
     broken = _failures(
-        budget, category, allocation, after, run_kg, base_run_kg, is_pull_request, per_request_kg
+        budget,
+        category,
+        allocation,
+        after,
+        run_kg,
+        base_run_kg,
+        is_pull_request,
+        per_request_kg,
+        max_kg,
+        stopped_by_guard,
     )
     warn_line = budget.warn_at * allocation
     if broken:

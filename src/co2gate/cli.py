@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -15,14 +17,17 @@ from typing import Any, TypeVar
 
 import click
 
-from co2gate import __version__, emissions, gate, report, starter
+from co2gate import __version__, emissions, estimate, gate, report, starter
 from co2gate import budget as budgets
 from co2gate.emissions import RunLabels
 from co2gate.github import companion, context, publish
 from co2gate.github.context import ci_context
+from co2gate.gpus import GPUS, UnknownGpu
+from co2gate.guard import DEFAULT_GRACE_S, Watch, default_heartbeat_s
 from co2gate.intensity import Location, LocationError, validate
 from co2gate.ledger.interface import Ledger, LedgerError
 from co2gate.runner import CommandError
+from co2gate.sci import Embodied
 from co2gate.session import Measured, SetupError, measure_command, prepare_out_dir
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,6 +53,13 @@ def _options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
         return f
 
     return apply
+
+
+def _finite(_ctx: click.Context, _param: click.Parameter, value: float | None) -> float | None:
+    """Refuse inf and nan, which click's FloatRange lets through."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
 
 
 # Options that describe the run being measured.
@@ -207,6 +219,41 @@ def measure(
 @location_options
 @gate_options
 @comment_options
+@click.option(
+    "--preflight",
+    is_flag=True,
+    help="Before starting COMMAND, project it from the ledger's recent runs of its label "
+    "(as estimate --from-history) and refuse to start it (exit 1, verdict.json) when the "
+    "projection would break its category's allocation or per-run limit.",
+)
+@click.option(
+    "--max-kg",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    callback=_finite,
+    metavar="KG",
+    help="The live guard: stop COMMAND once its emissions so far reach KG CO2e (SIGTERM to "
+    "its process group, SIGKILL after --grace) and fail the gate. The budget file's "
+    "limits[workload] is a cap too: the smaller wins.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_GRACE_S,
+    show_default=True,
+    callback=_finite,
+    metavar="SECONDS",
+    help="How long the guard waits after SIGTERM before it sends SIGKILL.",
+)
+@click.option(
+    "--heartbeat",
+    type=click.FloatRange(min=0),
+    default=None,
+    callback=_finite,
+    metavar="SECONDS",
+    help="Print the energy and CO2e so far on stderr every SECONDS while COMMAND runs; "
+    "0: never. Default: 300 in GitHub Actions, else 0.",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     out: Path,
@@ -223,14 +270,20 @@ def run(
     template_dir: Path | None,
     comment: bool,
     comment_author: str | None,
+    preflight: bool,
+    max_kg: float | None,
+    grace: float,
+    heartbeat: float | None,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND, measure it, check it against the budget and record it.
 
     The budget file is read and checked before COMMAND starts. Exit code: COMMAND's own
-    when it failed, else 1 when the gate fails, else 0. verdict.json and report.md join the
-    emissions files in --out; in GitHub Actions the report also goes to the job summary and
-    the PR comment, with step outputs and an annotation when the gate warns or fails.
+    when it failed, else 1 when the gate fails, else 0. A COMMAND that the live guard stopped
+    at its cap (--max-kg, limits[workload]) fails the gate: 1, not its signal's 143.
+    verdict.json and report.md join the emissions files in --out; in GitHub Actions the
+    report also goes to the job summary and the PR comment, with step outputs and an
+    annotation when the gate warns or fails.
 
     \b
     Example:
@@ -245,11 +298,18 @@ def run(
         raise UsageProblem(str(e)) from e
     location = _override(budget.location, country, region, cloud, intensity, pue)
     options = _publish_options(template_dir, comment, comment_author)
-    measured = _measure(command, location, out, label, workload, requests)
+    if preflight:
+        _preflight(budget, workload, _label(label), out)
+    watch = Watch(
+        limit_kg=budgets.run_limit_kg(budget, workload, max_kg),
+        grace_s=grace,
+        heartbeat_s=heartbeat if heartbeat is not None else default_heartbeat_s(env),
+    )
+    measured = _measure(command, location, out, label, workload, requests, watch, budget.embodied)
     ledger = gate.open_ledger(budget.ledger, env)
     gated = _gate(measured.doc, budget, ledger, notes, out, no_record, ci)
     _publish([publish.Run(measured.doc, gated)], budget, out, options)
-    code = measured.exit_code
+    code = 0 if measured.stopped_by_guard else measured.exit_code  # the gate's, not SIGTERM's
     sys.exit(code if code else (1 if gated.decision.verdict is budgets.Verdict.FAIL else 0))
 
 
@@ -368,6 +428,150 @@ def budget_command(budget_file: Path, as_json: bool) -> None:
         click.echo(line)
 
 
+@cli.command(name="estimate")
+@budget_file_option
+@click.option(
+    "--workload",
+    default="training",
+    show_default=True,
+    help="Budget category the run would count against.",
+)
+@click.option(
+    "--gpu",
+    default=None,
+    help="GPU model, matched loosely ('h100', 'A100-SXM4-40GB', 'NVIDIA H100 80GB HBM3'): "
+    "its board power and peak TFLOP/s come from co2gate's table. Choices: "
+    + ", ".join(g.name for g in GPUS)
+    + ".",
+)
+@click.option(
+    "--gpus",
+    type=int,
+    default=None,
+    help="How many GPUs the run uses. Default: 1.",
+)
+@click.option(
+    "--hours",
+    type=float,
+    default=None,
+    help="Hardware mode: the run's wall-clock hours on --gpus GPUs.",
+)
+@click.option(
+    "--watts",
+    type=float,
+    default=None,
+    help="Power of one GPU in W, instead of the table's board power (or for a GPU not in it).",
+)
+@click.option(
+    "--flops",
+    type=float,
+    default=None,
+    help="Compute mode: the run's total floating-point operations, e.g. 5.88e23 "
+    "(6 x parameters x tokens for a transformer's training).",
+)
+@click.option(
+    "--mfu",
+    type=float,
+    default=None,
+    help="Compute mode: model FLOPs utilisation, the fraction of --gpu's dense peak the run "
+    "achieves (0.4 for 40%).",
+)
+@click.option(
+    "--from-history",
+    "from_history",
+    metavar="LABEL",
+    default=None,
+    help="History mode: project the median of the ledger's recent runs of LABEL.",
+)
+@click.option(
+    "--last",
+    type=int,
+    default=None,
+    help=f"History mode: how many of LABEL's most recent runs. Default: {estimate.DEFAULT_LAST}.",
+)
+@location_options
+@json_option
+def estimate_command(
+    budget_file: Path,
+    workload: str,
+    gpu: str | None,
+    gpus: int | None,
+    hours: float | None,
+    watts: float | None,
+    flops: float | None,
+    mfu: float | None,
+    from_history: str | None,
+    last: int | None,
+    country: str | None,
+    region: str | None,
+    cloud: str | None,
+    intensity: float | None,
+    pue: float | None,
+    as_json: bool,
+) -> None:
+    """Project a run's energy and CO2e before it starts, and check it against what remains
+    of its category's allocation this budget year and its per-run limit.
+
+    Give exactly one of: --hours (hardware: --gpu x --gpus x hours), --flops (compute:
+    --flops at --mfu of --gpu's peak, on --gpus) or --from-history LABEL (the ledger's
+    recent runs of LABEL). PUE and intensity come from the budget file's location unless
+    the location options say otherwise. Exit 0 pass or warn, 1 when the projection fails
+    the gate, 2 bad input.
+
+    \b
+    Example:
+      co2gate estimate --flops 5.88e23 --gpu H100 --gpus 2048 --mfu 0.4
+    """
+    given: dict[str, object] = {
+        "--gpu": gpu,
+        "--gpus": gpus,
+        "--hours": hours,
+        "--watts": watts,
+        "--flops": flops,
+        "--mfu": mfu,
+        "--from-history": from_history,
+        "--last": last,
+        "--country": country,
+        "--region": region,
+        "--cloud": cloud,
+        "--intensity": intensity,
+        "--pue": pue,
+    }
+    try:
+        mode = estimate.mode_of(given)
+        budget = budgets.load(budget_file)
+        budgets.allocation_kg(budget, workload)
+        ledger, where = gate.open_ledger(budget.ledger, os.environ)
+        location = _override(budget.location, country, region, cloud, intensity, pue)
+        projection, decision = estimate.estimate(
+            mode,
+            budget,
+            ledger,
+            workload,
+            date.today(),
+            location=location,
+            gpu=gpu,
+            gpus=gpus,
+            hours=hours,
+            watts=watts,
+            flops=flops,
+            mfu=mfu,
+            label=from_history,
+            last=last,
+        )
+    except LedgerError as e:
+        raise UsageProblem(f"{where}: {e}") from e
+    except (budgets.BudgetError, estimate.EstimateError, UnknownGpu, LocationError) as e:
+        raise UsageProblem(str(e)) from e
+    doc = projection.to_json(decision)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        for line in report.estimate_lines(doc):
+            click.echo(line)
+    sys.exit(1 if decision.verdict is budgets.Verdict.FAIL else 0)
+
+
 @cli.command()
 @click.option(
     "--budget-file",
@@ -415,6 +619,8 @@ def _measure(
     label: str | None,
     workload: str,
     requests: int | None,
+    watch: Watch | None = None,
+    embodied: Embodied | None = None,
 ) -> Measured:
     """Validate, run and measure; print the summary. Exits 2 on bad input, before running."""
     if not WORKLOAD.match(workload):
@@ -431,7 +637,14 @@ def _measure(
             requests=requests,
         )
         measured = measure_command(
-            command, location=location, labels=labels, out_dir=out_dir, env=os.environ
+            command,
+            location=location,
+            labels=labels,
+            out_dir=out_dir,
+            env=os.environ,
+            watch=watch,
+            say=_say,
+            embodied=embodied,
         )
     except (LocationError, SetupError, CommandError) as e:
         raise UsageProblem(str(e)) from e
@@ -439,6 +652,37 @@ def _measure(
         _say(line)
     _say("wrote " + ", ".join(str(p) for p in measured.files))
     return measured
+
+
+def _preflight(budget: budgets.Budget, category: str, label: str, out: Path) -> None:
+    """run --preflight: exit 1 before COMMAND starts when its label's history fails the gate.
+
+    No history, or a ledger that cannot be read, is a note: the command runs.
+    """
+    ledger, where = gate.open_ledger(budget.ledger, os.environ)
+    try:
+        found = estimate.preflight(budget, ledger, category, label, date.today())
+    except LedgerError as e:
+        _say(f"preflight: {where}: {e}; starting the command without a projection")
+        return
+    if found is None:
+        _say(f"preflight: no runs of {label!r} in the ledger to project from; starting anyway")
+        return
+    projection, decision = found
+    doc = projection.to_json(decision)
+    if decision.verdict is not budgets.Verdict.FAIL:
+        _say(report.preflight_line(doc))
+        return
+    refused = dataclasses.replace(
+        decision, reasons=(report.preflight_reason(doc), *decision.reasons)
+    )
+    try:
+        path = gate.write_verdict(prepare_out_dir(out), gate.Gated(refused, recorded=False))
+    except SetupError as e:
+        raise UsageProblem(str(e)) from e
+    _say(" ".join(refused.reasons))
+    _say(f"wrote {path}")
+    sys.exit(1)
 
 
 def _gate(

@@ -16,6 +16,7 @@ from co2gate import __version__, units
 from co2gate.intensity import Intensity
 from co2gate.measure.interface import Component, Method
 from co2gate.runner import ChildResult, MeterOutcome
+from co2gate.sci import Embodied, sci
 
 SCHEMA = "co2gate/emissions/v1"
 _NO_COORDINATES: Any = None  # as codecarbon's offline tracker writes them: empty cells
@@ -55,8 +56,9 @@ def build(
     pue: float,
     labels: RunLabels,
     ci: Mapping[str, Any] | None,
+    embodied: Embodied | None = None,
 ) -> dict[str, Any]:
-    """The emissions.json document for one measured run."""
+    """The emissions.json document for one measured run; `embodied` feeds its SCI block."""
     lifetime = child.duration_s
     parts = {component: _Part() for component in Component}
     gpus: list[dict[str, Any]] = []
@@ -99,12 +101,15 @@ def build(
                 f"{coverage:.0%} of the run and the rest is extrapolated at its mean power"
             )
 
+    stop = child.guard_stop
+    if stop is not None:
+        notes.append(stop.note())
     total = sum(p.energy_kwh for p in parts.values())
     emissions = units.emissions_kg(total, pue, intensity.g_per_kwh)
     requests = labels.requests
     host.setdefault("gpu_count", len(gpus))
     host["co2gate_version"] = __version__
-    return {
+    doc = {
         "schema": SCHEMA,
         "run": {
             "id": str(uuid.uuid4()),
@@ -118,7 +123,9 @@ def build(
             "ended_at": child.ended_at.isoformat(timespec="milliseconds"),
             "duration_s": lifetime,
             "cpu_s": child.cpu_s,
-            "stopped_by_guard": False,
+            "limit_kg": child.limit_kg,
+            "stopped_by_guard": stop is not None,
+            "guard": stop.to_json() if stop is not None else None,
         },
         "energy_kwh": {c.value: parts[c].energy_kwh for c in Component} | {"total": total},
         "power_w": {c.value: units.kwh_to_mean_w(parts[c].energy_kwh, lifetime) for c in Component},
@@ -138,10 +145,12 @@ def build(
         "gpus": gpus,
         "requests": requests,
         "per_request_g": emissions * 1000.0 / requests if requests else None,
+        "per_request_wh": total * 1000.0 / requests if requests else None,
         "host": host,
         "notes": notes,
         "ci": dict(ci) if ci else None,
     }
+    return doc | {"sci": sci(doc, embodied or Embodied())}
 
 
 def csv_row(doc: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -95,6 +96,8 @@ def gate(
         base_run_kg=base_kg,
         is_pull_request=ci.get("event") in ("pull_request", "pull_request_target"),
         per_request_kg=run_kg / requests if requests else None,
+        max_kg=_number(doc["run"].get("limit_kg")),
+        stopped_by_guard=_guard_stop(doc["run"]),
     )
     recorded = any(entry_key(e) == key for e in entries)
     if record and not recorded:
@@ -105,6 +108,24 @@ def gate(
             said.append(f"not recorded in the ledger: {e}")
     burn = _burn(others, category, start, run_date(doc), run_kg)
     return Gated(decision, recorded, tuple(said), base_kg, usage, burn, (start, end))
+
+
+def _number(value: object) -> float | None:
+    """A positive finite number from a document, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and value > 0 else None
+
+
+def _guard_stop(run: Mapping[str, Any]) -> tuple[float, float] | None:
+    """(kg when the live guard stopped the run, the limit) from emissions.json's run."""
+    guard = run.get("guard")
+    if not run.get("stopped_by_guard") or not isinstance(guard, Mapping):
+        return None
+    at_kg, limit = guard.get("stopped_at_kg"), _number(guard.get("limit_kg"))
+    if isinstance(at_kg, bool) or not isinstance(at_kg, (int, float)) or limit is None:
+        return None
+    return float(at_kg), limit
 
 
 def _usage(

@@ -105,6 +105,97 @@ def standing_lines(standing: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _big_energy(kwh: float) -> str:
+    """fmt_energy, with thousands of kWh written out (289,012 kWh) rather than as 2.89e+05."""
+    return f"{kwh:,.0f} kWh" if kwh >= 1000 else fmt_energy(kwh)
+
+
+def _hours(hours: float) -> str:
+    return f"{hours:,.1f} h" if hours >= 10 else f"{hours:.3g} h"
+
+
+def _history_sentence(doc: Mapping[str, Any]) -> str:
+    """'the last 3 runs of 'train' emitted a median of 2.1 g CO2e (min ..., p90 ..., max ...)'."""
+    h, label = doc["history"], doc["inputs"]["label"]
+    kg = h["emissions_kg"]
+    if h["runs"] == 1:
+        return f"the only recorded run of {label!r} emitted {fmt_mass(kg['median'])} CO2e"
+    return (
+        f"the last {h['runs']} runs of {label!r} emitted a median of {fmt_mass(kg['median'])} "
+        f"CO2e (min {fmt_mass(kg['min'])}, p90 {fmt_mass(kg['p90'])}, max {fmt_mass(kg['max'])})"
+    )
+
+
+def estimate_lines(doc: Mapping[str, Any]) -> list[str]:
+    """`co2gate estimate` as terminal lines: the inputs, the figures, then the verdict."""
+    i = doc["inputs"]
+    if doc["mode"] == "history":
+        h = doc["history"]
+        lines = [
+            f"projection from history: {_history_sentence(doc)}; runs ended "
+            f"{str(h['first_ended_at'])[:10]} to {str(h['last_ended_at'])[:10]}"
+        ]
+        if h["energy_kwh"] is not None:
+            lines.append(f"  energy per run: median {fmt_energy(h['energy_kwh']['median'])}")
+        if doc["wall_hours"] is not None:
+            lines.append(f"  duration per run: median {_hours(doc['wall_hours'])}")
+        lines.append(f"  intensity: {doc['intensity_source']}")
+    else:
+        gpu = i["gpu"] or "GPU"
+        each = f"{i['watts_per_gpu']:g} W each"
+        if doc["mode"] == "compute":
+            head = (
+                f"projection from compute: {i['flops']:.4g} FLOP on {gpu} at "
+                f"{i['mfu'] * 100:g}% MFU of its {i['peak_tflops']:g} TFLOP/s "
+                f"{i['precision']} peak, {each}"
+            )
+        else:
+            hours = _hours(i["hours"])
+            head = f"projection from hardware: {i['gpus']} x {gpu} at {each} for {hours}"
+        gpu_hours = doc["gpu_hours"]
+        lines = [
+            head,
+            f"  GPU time: {gpu_hours:,.0f} GPU-hours"
+            if gpu_hours >= 100
+            else f"  GPU time: {gpu_hours:.3g} GPU-hours",
+            f"  wall time: {_hours(doc['wall_hours'])} on "
+            + ("1 GPU" if i["gpus"] == 1 else f"{i['gpus']} GPUs"),
+            f"  energy: {_big_energy(doc['energy_kwh'])} at the GPUs, "
+            f"{_big_energy(doc['energy_with_pue_kwh'])} with PUE {doc['pue']:g}",
+            f"  intensity: {doc['intensity_g_per_kwh']:.4g} gCO2e/kWh ({doc['intensity_source']})",
+        ]
+        if i["gpu"]:
+            lines.append(f"  {i['gpu']}: {i['gpu_source']}")
+        if i["watts_source"] == "--watts":
+            lines.append(f"  power: {each}, from --watts")
+    kg = doc["emissions_kg"]
+    exact = f" ({kg:,.0f} kg)" if kg >= 1000 else ""
+    lines.append(f"  emissions: {fmt_mass(kg)} CO2e{exact}")
+    v = doc["verdict"]
+    share = f" ({v['share']:.1%} of it)" if v["share"] is not None else ""
+    lines.append(
+        f"{v['verdict'].upper()}: {v['category']} would be at {fmt_mass(v['after_kg'])} of "
+        f"{fmt_mass(v['allocation_kg'])}{share} after this run; "
+        f"{fmt_mass(max(v['remaining_kg'], 0.0))} left; tier {v['tier']}"
+    )
+    lines += list(v["reasons"])
+    return lines
+
+
+def preflight_reason(doc: Mapping[str, Any]) -> str:
+    """The first reason in a refused run's verdict.json: what the projection was."""
+    return f"preflight: not started: {_history_sentence(doc)}, projected for this run."
+
+
+def preflight_line(doc: Mapping[str, Any]) -> str:
+    """The line `run --preflight` prints before it starts the command."""
+    v = doc["verdict"]
+    return (
+        f"preflight: {v['verdict'].upper()}: {_history_sentence(doc)}; {v['category']} would "
+        f"be at {fmt_mass(v['after_kg'])} of {fmt_mass(v['allocation_kg'])} after it; starting"
+    )
+
+
 # ------------------------------------------------------------------------------ the report
 
 TEMPLATES = Path(__file__).with_name("templates")  # the repository's templates/, in the wheel
@@ -188,6 +279,7 @@ def context(
             if i.g_per_kwh < intensity
         ],
         "requests": _per_request(requests, emissions, _num(energy.get("total")), budget, gated),
+        "sci": _sci(doc.get("sci")),
         "verdict": _verdict(gated, budget) if gated and budget else None,
         "notes": [str(n) for n in doc.get("notes") or []] + list(gated.notes if gated else ()),
         "ci": _ci(ci),
@@ -216,6 +308,23 @@ def _part(
         "method": method,
         "measured": known is not None and (known.is_measured or known is Method.NONE),
         "about": ABOUT[known] if known else "as the measurement file states it",
+    }
+
+
+def _sci(block: object) -> dict[str, Any] | None:
+    """emissions.json's SCI block, numbers checked (the file may come from an artifact)."""
+    if not isinstance(block, dict):
+        return None
+    embodied = _dict(block.get("embodied"))
+    return {
+        "operational_kg": _num(block.get("operational_kg")),
+        "embodied_kg": _num(block.get("embodied_kg")),
+        "unit": "request" if block.get("functional_unit") == "request" else "run",
+        "units": int(_num(block.get("units"), 1.0)),
+        "kg_per_unit": _num(block.get("kg_per_unit")),
+        "source": str(embodied.get("source", "")),
+        "gpus": int(_num(embodied.get("gpus"))),
+        "server_share": _num(embodied.get("server_share"), 1.0),
     }
 
 

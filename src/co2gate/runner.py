@@ -3,7 +3,8 @@
 The child inherits co2gate's stdin, stdout and stderr, so its output reaches the terminal or
 the runner log byte for byte with no copy in between. It runs in its own process group, so a
 forwarded signal reaches everything it started. Energy sources start in background threads
-while the child is already running: none of them delays it.
+while the child is already running: none of them delays it. A Guard, when given, watches the
+sources while the child runs and may stop it (co2gate/guard.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import FrameType
 
+from co2gate.guard import Guard, GuardStop
 from co2gate.measure.interface import Meter, MeterError, Reading
 
 # GitHub cancels a job with SIGINT, then SIGTERM 7.5 s later; a terminal sends SIGHUP/SIGQUIT.
@@ -43,6 +45,8 @@ class ChildResult:
     ended_at: datetime
     duration_s: float
     cpu_s: float  # user + system time of the child and the descendants it waited for
+    limit_kg: float | None = None  # the cap a guard watched the child against, if any
+    guard_stop: GuardStop | None = None  # set when the guard stopped the child
 
 
 @dataclass
@@ -58,10 +62,10 @@ class MeterOutcome:
 
 
 def run_measured(
-    argv: Sequence[str], sources: Sequence[MeterFactory]
+    argv: Sequence[str], sources: Sequence[MeterFactory], guard: Guard | None = None
 ) -> tuple[ChildResult, list[MeterOutcome]]:
     """Run argv to completion under every energy source that is present; never raises for them."""
-    with Supervisor(argv) as supervisor:
+    with Supervisor(argv, guard) as supervisor:
         return supervisor.run(sources)
 
 
@@ -70,9 +74,12 @@ class Supervisor:
     until the `with` block ends: wrap the writing of results in it so a late SIGTERM cannot
     lose what was measured."""
 
-    def __init__(self, argv: Sequence[str]) -> None:
+    def __init__(self, argv: Sequence[str], guard: Guard | None = None) -> None:
         self.argv = tuple(argv)
+        self.guard = guard
         self.proc: subprocess.Popen[bytes] | None = None
+        self._exited = False  # the child has exited (it may not be reaped yet); under _lock
+        self._lock = threading.Lock()
         self.forwarded: list[str] = []
         self._early: list[int] = []  # signals that came before the child existed
         self._previous: dict[int, object] = {}
@@ -98,12 +105,18 @@ class Supervisor:
             self._signal_group(self.proc, early)
         self._take_terminal()
         outcomes = [_start_in_background(factory, t0) for factory in sources]
+        if self.guard is not None:
+            self.guard.begin(t0, started_at, lambda: energy_so_far(outcomes), self._guard_signal)
 
+        _wait_exit(self.proc.pid)
+        with self._lock:  # from here the guard signals nothing: the pid is about to be freed
+            self._exited = True
         _, status, usage = _wait4(self.proc.pid)
         duration, ended_at = time.monotonic() - t0, datetime.now(timezone.utc)
         code = os.waitstatus_to_exitcode(status)
         self.proc.returncode = code
         self._give_back_terminal()
+        stopped = self.guard.end() if self.guard is not None else None
 
         for outcome in outcomes:
             _stop(outcome)
@@ -117,8 +130,17 @@ class Supervisor:
             ended_at=ended_at,
             duration_s=duration,
             cpu_s=usage.ru_utime + usage.ru_stime,
+            limit_kg=self.guard.watch.limit_kg if self.guard is not None else None,
+            guard_stop=stopped,
         )
         return result, outcomes
+
+    def _guard_signal(self, signum: int) -> None:
+        """The guard's signal to the child's process group, never to a pid already freed."""
+        with self._lock:
+            if self.proc is not None and not self._exited:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.proc.pid, signum)
 
     def _forward(self, signum: int, _frame: FrameType | None) -> None:
         proc = self.proc
@@ -179,6 +201,13 @@ def _signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
+def _wait_exit(pid: int) -> None:
+    """Wait for the child to exit without reaping it: until it is reaped its pid (the process
+    group's id) cannot be reused, so a signal sent meanwhile cannot reach a stranger."""
+    if hasattr(os, "waitid"):  # not on macOS before Python 3.13: wait4 alone then
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+
+
 def _wait4(pid: int) -> tuple[int, int, resource.struct_rusage]:
     # Signal handlers run between retries: PEP 475 restarts the wait after each.
     return os.wait4(pid, 0)
@@ -203,6 +232,22 @@ def _start_in_background(factory: MeterFactory, t0: float) -> MeterOutcome:
     outcome._thread = threading.Thread(target=start, name=f"co2gate-{outcome.name}", daemon=True)
     outcome._thread.start()
     return outcome
+
+
+def energy_so_far(outcomes: Sequence[MeterOutcome]) -> float | None:
+    """kWh the ready sources have read so far, added up; None when none of them can say."""
+    readings = []
+    for outcome in outcomes:
+        meter = outcome.meter
+        if meter is None or outcome.ready_after_s is None or outcome.error is not None:
+            continue  # not ready yet, absent, or broken
+        try:
+            kwh = meter.so_far()
+        except Exception:  # a vendor library's surprise must not blind the guard for good
+            continue
+        if kwh is not None:
+            readings.append(kwh)
+    return sum(readings) if readings else None
 
 
 def _stop(outcome: MeterOutcome) -> None:

@@ -34,6 +34,20 @@ def emissions_kg(energy_kwh: float, pue: float, intensity_g_per_kwh: float) -> f
     return energy_kwh * pue * intensity_g_per_kwh / 1000.0
 
 
+SECONDS_PER_HOUR = 3600.0
+FLOPS_PER_TFLOPS = 1e12  # TFLOP/s, as GPU datasheets quote peak throughput
+
+
+def flop_to_gpu_hours(flop: float, peak_tflops: float, mfu: float) -> float:
+    """Floating-point operations done by one GPU at `mfu` of its peak TFLOP/s, as GPU-hours."""
+    return flop / (peak_tflops * FLOPS_PER_TFLOPS * mfu) / SECONDS_PER_HOUR
+
+
+def watt_hours_to_kwh(watts: float, hours: float) -> float:
+    """Power held for a number of hours (GPU-hours at a per-GPU power), as energy."""
+    return watts * hours / 1000.0
+
+
 # US EPA, "Greenhouse Gas Emissions from a Typical Passenger Vehicle" (EPA-420-F-23-014):
 # about 400 g CO2 per mile. Per km: 0.400 kg / 1.609344 km.
 CAR_KG_PER_MILE = 0.400

@@ -113,13 +113,22 @@ class CodecarbonMeter(Meter):
     Every setting that matters is passed to the constructor: a `.codecarbon.config` in the
     user's checkout or a CODECARBON_* variable must not send data anywhere, write files or
     change the method. GPUs are left to NvmlMeter.
+
+    By default the tracker takes one reading, at stop. With live_interval_s its scheduler
+    takes one every live_interval_s instead, so that so_far() can say how much was drawn
+    while the command runs (the live guard and the heartbeat need that).
     """
 
     name = "codecarbon"
     components = (Component.CPU, Component.RAM)
 
-    def __init__(self, cpuinfo_path: Path = _PROC_CPUINFO) -> None:
+    def __init__(
+        self, cpuinfo_path: Path = _PROC_CPUINFO, *, live_interval_s: float | None = None
+    ) -> None:
+        if live_interval_s is not None and live_interval_s <= 0:
+            raise ValueError(f"live_interval_s must be positive, got {live_interval_s}")
         self._cpuinfo_path = cpuinfo_path
+        self._live_interval_s = live_interval_s
         self._tracker: Any = None
         self._log = _Collect()
         self._rapl = False
@@ -146,7 +155,8 @@ class CodecarbonMeter(Meter):
                 cloud_region=None,
                 country_2letter_iso_code=None,
                 force_carbon_intensity_g_co2e_kwh=0.0,
-                measure_power_secs=3600,  # one reading at stop; the 1 s power monitor still samples
+                # One reading at stop unless live (the 1 s power monitor samples either way).
+                measure_power_secs=self._live_interval_s or 3600,
                 api_call_interval=-1,
                 output_methods=[],
                 output_handlers=[],
@@ -172,11 +182,33 @@ class CodecarbonMeter(Meter):
             # The first emissions computation loads codecarbon's location data: do it now,
             # beside the command, rather than in stop(), between its exit and co2gate's.
             tracker.flush()
-            self._tracker = tracker
             self._rapl = bool(cc_cpu.is_rapl_available())
             self._model = tracker._conf.get("cpu_model") or facts.model
             if not self._rapl and self._socket_tdp_matched(cc_cpu):
                 self._share = vm_socket_share(facts, os.cpu_count() or 1)
+            self._tracker = tracker  # last: so_far() must not see it before _share is known
+
+    def so_far(self) -> float | None:
+        """CPU and RAM kWh as of the tracker's last scheduled reading; None unless live.
+
+        Reads the running totals that codecarbon's scheduler keeps, `_total_cpu_energy` and
+        `_total_ram_energy` (each reading replaces the Energy object, so another thread
+        reads a whole one). Nothing is measured here: flush() or a direct measurement from
+        this thread would take a reading that races the scheduler's own and could count an
+        interval twice. The figure is at most live_interval_s old. The VM share applies to
+        the CPU part as at stop().
+        """
+        tracker = self._tracker
+        if tracker is None or self._live_interval_s is None:
+            return None
+        try:
+            cpu_kwh = float(tracker._total_cpu_energy.kWh)
+            ram_kwh = float(tracker._total_ram_energy.kWh)
+        except (AttributeError, TypeError, ValueError):  # a codecarbon that renamed them
+            return None
+        if self._share is not None:
+            cpu_kwh *= self._share.share
+        return cpu_kwh + ram_kwh
 
     def stop(self) -> Reading:
         if self._tracker is None:

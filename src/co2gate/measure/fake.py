@@ -221,6 +221,7 @@ class FakeMeter(Meter):
 
     start() sleeps setup_s first (a slow source such as codecarbon), then opens the window;
     fail="start" or "stop" raises MeterError there (after the sleep, for "start").
+    so_far() burns at the same watts, exactly, unless live=False (a source that cannot say).
     """
 
     name = "fake"
@@ -231,6 +232,7 @@ class FakeMeter(Meter):
         *,
         setup_s: float = 0.0,
         fail: str | None = None,
+        live: bool = True,
     ) -> None:
         if fail not in (None, "start", "stop"):
             raise ValueError(f"fail must be None, 'start' or 'stop', got {fail!r}")
@@ -238,7 +240,19 @@ class FakeMeter(Meter):
         self.components = tuple(self.power_w)
         self.setup_s = setup_s
         self.fail = fail
+        self.live = live
         self._t0: float | None = None
+
+    @property
+    def total_w(self) -> float:
+        """The burn rate: every component's watts together."""
+        return sum(self.power_w.values())
+
+    def so_far(self) -> float | None:
+        t0 = self._t0
+        if not self.live or t0 is None:
+            return None
+        return watt_seconds_to_kwh(self.total_w, time.monotonic() - t0)
 
     def start(self) -> None:
         time.sleep(self.setup_s)

@@ -81,3 +81,12 @@ class Meter(abc.ABC):
     @abc.abstractmethod
     def stop(self) -> Reading:
         """Close the window and return what was read in it. Raises MeterError."""
+
+    def so_far(self) -> float | None:
+        """kWh its components drew since start(), as read so far; None if it cannot say.
+
+        Called from another thread while the command runs, about once a second (the live
+        guard): it must be cheap and leave the window alone, so it returns what the source
+        has already read rather than taking a new reading.
+        """
+        return None

@@ -148,6 +148,7 @@ class _Gpu:
     counter_mj: int = 0  # last raw counter value: mJ since driver load
     energy_mj: float = 0.0  # counted since the window opened
     power: list[tuple[float, float]] = field(default_factory=list)  # (monotonic s, W)
+    power_kwh: float = 0.0  # the power samples integrated from the window's start to the last
     util: list[float] | None = field(default_factory=list)  # None: not supported
     util_on: bool = True
     active: bool = True  # False once a read failed: its figures stop there
@@ -285,6 +286,11 @@ class NvmlMeter(Meter):
                 gpu.energy_mj += delta
                 gpu.counter_mj = counter
             if watts is not None:
+                if gpu.power:  # one more trapezoid, as _integrate_kwh adds them up at stop
+                    then, before = gpu.power[-1]
+                    start = max(then, self._t0)
+                    if now > start:
+                        gpu.power_kwh += watt_seconds_to_kwh((before + watts) / 2.0, now - start)
                 gpu.power.append((now, watts))
             gpu.last_good_t = now
             if utilization is not None and gpu.util is not None:
@@ -292,6 +298,19 @@ class NvmlMeter(Meter):
             if util_error is not None:
                 gpu.util_on = False
                 self._notes.append(f"{util_error}; utilisation not sampled after that")
+
+    def so_far(self) -> float | None:
+        """GPU energy since start() as of the sampling thread's last reading (every interval_s).
+
+        No NVML call: the counter deltas (or integrated power samples) that the sampling
+        thread has already taken, so the figure is at most one interval old.
+        """
+        if self._state != "started":
+            return None
+        with self._lock:
+            return sum(
+                mj_to_kwh(gpu.energy_mj) if gpu.has_counter else gpu.power_kwh for gpu in self._gpus
+            )
 
     def stop(self) -> Reading:
         """Stop sampling, take the last readings, shut NVML down, return the window's energy."""
