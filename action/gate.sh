@@ -9,6 +9,8 @@ args=(run --out "$CO2GATE_OUT" --workload "$CO2GATE_WORKLOAD" --budget-file "$CO
 [[ -n "${CO2GATE_TEMPLATE_DIR:-}" ]] && args+=(--template-dir "$CO2GATE_TEMPLATE_DIR")
 [[ "${CO2GATE_COMMENT:-true}" == "true" ]] || args+=(--no-comment)
 [[ "${CO2GATE_RECORD:-true}" == "true" ]] || args+=(--no-record)
+[[ "${CO2GATE_PREFLIGHT:-false}" == "true" ]] && args+=(--preflight)
+[[ -n "${CO2GATE_MAX_KG:-}" ]] && args+=(--max-kg "$CO2GATE_MAX_KG")
 
 echo "report-dir=$CO2GATE_OUT" >>"$GITHUB_OUTPUT"
 exec "$CO2GATE_BIN" "${args[@]}" -- bash -eo pipefail -c "$CO2GATE_RUN"
