@@ -10,7 +10,7 @@ import difflib
 import enum
 import math
 import re
-from collections.abc import Callable, Collection, Hashable, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -42,6 +42,7 @@ __all__ = [
     "parse",
     "run_limit_kg",
     "tier",
+    "worst",
 ]
 
 DEFAULT_FILE: Final = ".github/carbon-budget.yml"
@@ -562,6 +563,12 @@ def load(path: Path) -> Budget:
 
 
 # ---------------------------------------------------------------------------- the verdict
+
+
+def worst(verdicts: Iterable[Verdict]) -> Verdict:
+    """The most severe of several verdicts (fail over warn over pass)."""
+    order = list(Verdict)  # declared mildest first
+    return max(verdicts, key=order.index)
 
 
 def tier(run_kg: float) -> Tier:

@@ -229,9 +229,8 @@ def verdict_document(results: Sequence[Gated]) -> dict[str, Any]:
     docs = [r.to_json() for r in results]
     if len(docs) == 1:
         return docs[0]
-    order = [v.value for v in (budgets.Verdict.PASS, budgets.Verdict.WARN, budgets.Verdict.FAIL)]
-    worst = max((d["verdict"] for d in docs), key=order.index)
-    return {"verdict": worst, "runs": docs}
+    worst = budgets.worst(r.decision.verdict for r in results)
+    return {"verdict": worst.value, "runs": docs}
 
 
 def standing(budget: budgets.Budget, ledger: Ledger, today: date, top: int = 5) -> dict[str, Any]:

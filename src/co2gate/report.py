@@ -3,6 +3,7 @@ rendered from templates/ with Jinja2 over one context object built from plain da
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import shlex
@@ -469,6 +470,7 @@ class TemplateProblem(Exception):
     """A template that cannot be loaded or rendered: one line naming it."""
 
 
+@functools.cache  # one environment per directory: compiled templates are reused
 def environment(template_dir: Path | None = None) -> jinja2.Environment:
     """Templates from `template_dir` first (any of ours overridden by name), then ours."""
     dirs = [str(template_dir)] if template_dir else []

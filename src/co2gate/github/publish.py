@@ -125,10 +125,9 @@ def _outputs(runs: Sequence[Run], out_dir: Path, urls: Sequence[str]) -> dict[st
     }
     decisions = [r.gated.decision for r in runs if r.gated is not None]
     if decisions:
-        order = list(budgets.Verdict)
         last = decisions[-1]
         outputs |= {
-            "verdict": max((d.verdict for d in decisions), key=order.index).value,
+            "verdict": budgets.worst(d.verdict for d in decisions).value,
             "category": last.category,
             "used-kg": _number(last.after_kg),
             "allocation-kg": _number(last.allocation_kg),
