@@ -22,6 +22,7 @@ from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node
 
 from co2gate import intensity
+from co2gate.errors import InputError
 from co2gate.sci import EMBODIED_SOURCE, Embodied
 
 __all__ = [
@@ -60,7 +61,7 @@ _EVENT_NAMES: Final = """
 GITHUB_EVENTS: Final = frozenset(_EVENT_NAMES.split())
 
 
-class BudgetError(Exception):
+class BudgetError(InputError):
     """The budget file is missing or wrong: one line, `<file>: <key.path>: <what is wrong>`."""
 
 

@@ -18,6 +18,7 @@ from typing import Any, Final, NoReturn
 
 from co2gate import budget as budgets
 from co2gate import units
+from co2gate.errors import InputError
 from co2gate.gpus import Gpu, lookup
 from co2gate.intensity import Intensity, Location, resolve
 from co2gate.ledger.interface import Ledger, utc_day
@@ -41,7 +42,7 @@ DEFAULT_LAST: Final = 20  # how many of a label's most recent runs history mode 
 HISTORY_DAYS: Final = 366  # how far back history mode looks, besides this budget year
 
 
-class EstimateError(ValueError):
+class EstimateError(InputError, ValueError):
     """Input an estimate cannot be made from: one line, exit 2."""
 
 

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from co2gate.errors import InputError
+
 __all__ = ["GPUS", "Gpu", "UnknownGpu", "lookup"]
 
 
@@ -120,7 +122,7 @@ _MEMORY: Final = re.compile(r"^([0-9]+)gb$")
 _MODELS: Final = {gpu.model for gpu in GPUS}
 
 
-class UnknownGpu(ValueError):
+class UnknownGpu(InputError, ValueError):
     """A GPU name the table cannot place; the message lists the choices."""
 
 

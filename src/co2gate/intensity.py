@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
+from co2gate.errors import InputError
+
 __all__ = [
     "AWS_REGIONS",
     "AZURE_REGIONS",
@@ -191,7 +193,7 @@ class Intensity:
     cloud_region: str = ""
 
 
-class LocationError(ValueError):
+class LocationError(InputError, ValueError):
     """A `location:` value codecarbon's data cannot place; `key` names the offending key."""
 
     def __init__(self, key: str, message: str) -> None:

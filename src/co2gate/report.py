@@ -18,6 +18,7 @@ from markupsafe import Markup
 
 from co2gate import __version__, units
 from co2gate.budget import Budget
+from co2gate.errors import InputError
 from co2gate.gate import Gated
 from co2gate.intensity import Intensity
 from co2gate.measure.interface import Method
@@ -466,7 +467,7 @@ def usage_bar(used_before_kg: float, run_kg: float, allocation_kg: float, warn_a
     return bar + "▶" if used_before_kg + run_kg > allocation_kg else bar
 
 
-class TemplateProblem(Exception):
+class TemplateProblem(InputError):
     """A template that cannot be loaded or rendered: one line naming it."""
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import FrameType
 
+from co2gate.errors import InputError
 from co2gate.guard import Guard, GuardStop
 from co2gate.measure.interface import Meter, MeterError, Reading
 
@@ -31,7 +32,7 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 MeterFactory = Callable[[], "Meter | None"]
 
 
-class CommandError(Exception):
+class CommandError(InputError):
     """The command could not be started at all."""
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from co2gate import emissions, intensity
+from co2gate.errors import InputError
 from co2gate.github.context import ci_context
 from co2gate.guard import Guard, Watch
 from co2gate.measure.codecarbon import CodecarbonMeter
@@ -18,7 +19,7 @@ from co2gate.runner import MeterFactory, Supervisor
 from co2gate.sci import Embodied
 
 
-class SetupError(Exception):
+class SetupError(InputError):
     """Something the user gave is unusable; found before the command starts."""
 
 

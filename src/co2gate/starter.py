@@ -11,6 +11,7 @@ from typing import Final
 from co2gate import budget as budgets
 from co2gate import intensity
 from co2gate.emissions import write_atomic
+from co2gate.errors import InputError
 
 DEFAULT_ANNUAL_KG: Final = 500.0
 
@@ -46,7 +47,7 @@ jobs:
 """
 
 
-class StarterError(Exception):
+class StarterError(InputError):
     """The starter file cannot be written; one line naming the file."""
 
 

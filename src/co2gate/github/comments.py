@@ -17,6 +17,7 @@ from github import Auth, Github, GithubException, RateLimitExceededException
 from github.IssueComment import IssueComment
 from urllib3.util.retry import Retry
 
+from co2gate.errors import ServiceError
 from co2gate.ledger.branch import github_message
 
 MAX_BODY = 65_536  # GitHub's limit on a comment body, in characters
@@ -34,7 +35,7 @@ _CUT_NOTE = (
 _FENCE = re.compile(r"^ {0,3}(```|~~~)", re.MULTILINE)
 
 
-class CommentError(Exception):
+class CommentError(ServiceError):
     """One line for the log; never contains the token. `.status`: the HTTP status or None."""
 
     def __init__(self, message: str, status: int | None = None) -> None:

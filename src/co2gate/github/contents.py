@@ -6,8 +6,10 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from co2gate.errors import ServiceError
 
-class NotReadable(Exception):
+
+class NotReadable(ServiceError):
     """The file could not be read at that commit; the message says how to fix it."""
 
 

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from co2gate.errors import InputError
+
 if TYPE_CHECKING:
     from co2gate.github.comments import PullHeads
 
@@ -65,7 +67,7 @@ def _event_payload(path: str | None) -> dict[str, Any]:
     return payload if isinstance(payload, dict) else {}
 
 
-class WorkflowRunError(ValueError):
+class WorkflowRunError(InputError, ValueError):
     """Not a workflow_run event, or its payload lacks what co2gate needs: one line."""
 
 

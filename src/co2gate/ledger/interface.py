@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timezone
 from typing import Any
 
+from co2gate.errors import ServiceError
+
 log = logging.getLogger("co2gate")
 
 KEY_FIELDS = ("repository", "run_id", "run_attempt", "job", "label")
@@ -32,7 +34,7 @@ ENTRY_FIELDS = (
 )
 
 
-class LedgerError(Exception):
+class LedgerError(ServiceError):
     """The ledger could not be read or written; the message says which and why."""
 
 

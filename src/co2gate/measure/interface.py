@@ -7,6 +7,8 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from co2gate.errors import ServiceError
+
 
 class Component(str, enum.Enum):
     """A class of device whose energy is reported separately."""
@@ -64,7 +66,7 @@ class Reading:
     notes: tuple[str, ...] = ()  # what went wrong or was approximated, in a sentence each
 
 
-class MeterError(Exception):
+class MeterError(ServiceError):
     """A source could not start or read; the message says which and why."""
 
 
