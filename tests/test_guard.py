@@ -16,17 +16,18 @@ import pytest
 from conftest import CliRun
 
 from co2gate import budget as budgets
-from co2gate import gate, guard
+from co2gate import guard
+from co2gate.app import gate
+from co2gate.app.measure import measure_command
 from co2gate.emissions import RunLabels
 from co2gate.guard import Guard, GuardStop, Watch, default_heartbeat_s, fmt_number, fmt_seconds
-from co2gate.intensity import Location
+from co2gate.intensity import Intensity, Location
 from co2gate.ledger.none import NoneLedger
 from co2gate.measure.codecarbon import CodecarbonMeter
 from co2gate.measure.fake import FakeGpu, FakeMeter, FakeNvml
 from co2gate.measure.interface import Component, Meter
 from co2gate.measure.nvml import NvmlMeter
 from co2gate.runner import MeterOutcome, energy_so_far, run_measured
-from co2gate.session import measure_command
 
 PY = sys.executable
 BURN_W = 3600.0  # 3600 W for 1 s = 3600 J = 0.001 kWh
@@ -66,7 +67,8 @@ def burner(watts: float = BURN_W, **kwargs: Any) -> Any:
 
 def a_guard(watch: Watch, lines: list[str] | None = None) -> Guard:
     said = lines if lines is not None else []
-    return Guard(watch, pue=1.0, intensity_g_per_kwh=INTENSITY, say=said.append)
+    price = Intensity(INTENSITY, "a test intensity")
+    return Guard(watch, pue=1.0, price=lambda: price, say=said.append)
 
 
 def alive(pid: int) -> bool:

@@ -16,7 +16,8 @@ from markdown_it import MarkdownIt
 from mdcheck import problems
 
 from co2gate import budget as budgets
-from co2gate import gate, intensity, report
+from co2gate import intensity, report
+from co2gate.app import gate
 from co2gate.ledger.interface import Ledger, LedgerReadOnly, make_entry
 from co2gate.sci import Embodied, sci
 

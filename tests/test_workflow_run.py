@@ -13,8 +13,9 @@ from conftest import CliRun
 from fakegithub import FakeGitHub
 from test_publish_cli import Step
 
+from co2gate.app.companion import adopt, check_artifact
+from co2gate.errors import InputError
 from co2gate.github.comments import CommentError, PullHeads
-from co2gate.github.companion import adopt, check_artifact
 from co2gate.github.context import (
     WorkflowRun,
     WorkflowRunError,
@@ -485,7 +486,7 @@ def test_check_artifact_refuses_unusable_values(
     tmp_path: Path, changes: dict[str, Any], said: str
 ) -> None:
     doc = json.loads(artifact(tmp_path).read_text()) | changes
-    with pytest.raises(ValueError, match=said) as caught:
+    with pytest.raises(InputError, match=said) as caught:
         check_artifact(doc, Path("art/emissions.json"))
     assert str(caught.value).startswith("art/emissions.json: ")
 

@@ -163,6 +163,36 @@ class Decision:
         }
 
 
+@dataclass(frozen=True)
+class CategoryUsage:
+    """One budget category this year, for the report's usage bars."""
+
+    category: str
+    allocation_kg: float
+    used_before_kg: float  # the ledger's total, this run excluded
+    run_kg: float  # this run's emissions when it is of this category, else 0
+
+
+@dataclass(frozen=True)
+class Gated:
+    """A run decided against its budget year, and what became of its ledger entry."""
+
+    decision: Decision
+    recorded: bool  # the run is in the ledger now (this time or before)
+    notes: tuple[str, ...] = field(default=())
+    base_run_kg: float | None = None  # the base branch's latest run of the label (PRs)
+    categories: tuple[CategoryUsage, ...] = ()
+    # The run's category month by month this budget year, up to the run's month:
+    # ("YYYY-MM", kg used by the end of that month, this run included).
+    burn: tuple[tuple[str, float], ...] = ()
+    year: tuple[date, date] | None = None  # the budget year the run falls in, [start, end)
+    record_failed: bool = False  # it should have been recorded and the ledger refused
+
+    def to_json(self) -> dict[str, Any]:
+        """verdict.json: the decision, whether the run is recorded, and notes."""
+        return self.decision.to_json() | {"recorded": self.recorded, "notes": list(self.notes)}
+
+
 # ---------------------------------------------------------------------------- reading YAML
 
 

@@ -2,36 +2,31 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gc
-import json
 import logging
 import math
 import os
-import re
 import sys
+import traceback
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from co2gate import __version__, emissions, estimate, gate, report, starter
+from co2gate import __version__
 from co2gate import budget as budgets
-from co2gate.emissions import RunLabels
-from co2gate.github import companion, context, publish
-from co2gate.github.context import ci_context
-from co2gate.gpus import GPUS, UnknownGpu
-from co2gate.guard import DEFAULT_GRACE_S, Watch, default_heartbeat_s
-from co2gate.intensity import Location, LocationError, validate
-from co2gate.ledger.interface import Ledger, LedgerError
-from co2gate.runner import CommandError
-from co2gate.sci import Embodied
-from co2gate.session import Measured, SetupError, measure_command, prepare_out_dir
+from co2gate.errors import Co2gateError
+from co2gate.estimate import DEFAULT_LAST
+from co2gate.gpus import GPUS
+from co2gate.guard import DEFAULT_GRACE_S
+from co2gate.starter import DEFAULT_ANNUAL_KG
+
+if TYPE_CHECKING:
+    from co2gate.app import Outcome
 
 F = TypeVar("F", bound=Callable[..., Any])
-WORKLOAD = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
 class UsageProblem(click.ClickException):
@@ -41,7 +36,27 @@ class UsageProblem(click.ClickException):
 
 
 def _say(line: str) -> None:
-    click.echo(f"co2gate: {line}", err=True)
+    """One of co2gate's lines on stderr; a workflow command (`::warning::...`) as it is."""
+    click.echo(line if line.startswith("::") else f"co2gate: {line}", err=True)
+
+
+def _finish(outcome: Outcome) -> None:
+    """Print what the command has to say, then exit with its code."""
+    for line in outcome.lines:
+        _say(line)
+    if outcome.stdout is not None:
+        click.echo(outcome.stdout, nl=not outcome.stdout.endswith("\n"))
+    sys.exit(outcome.exit_code)
+
+
+class _Group(click.Group):
+    """Every expected failure (a Co2gateError) becomes one line on stderr and exit 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Co2gateError as e:
+            raise UsageProblem(" ".join(str(e).split("\n"))) from e
 
 
 def _options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
@@ -168,7 +183,7 @@ json_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="co2gate")
 def cli() -> None:
     """Measure the energy and CO2e of a CI step and gate it against a carbon budget."""
@@ -182,6 +197,7 @@ def cli() -> None:
 @cli.command(context_settings={"allow_interspersed_args": False})
 @run_options
 @location_options
+@budget_file_option
 @template_dir_option
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def measure(
@@ -194,6 +210,7 @@ def measure(
     cloud: str | None,
     intensity: float | None,
     pue: float | None,
+    budget_file: Path,
     template_dir: Path | None,
     command: tuple[str, ...],
 ) -> None:
@@ -201,17 +218,23 @@ def measure(
 
     COMMAND's output, exit code and signals pass through untouched; co2gate's own lines
     follow on stderr, and emissions.json, emissions.csv and report.md are written to --out
-    (in GitHub Actions also the job summary and step outputs).
+    (in GitHub Actions also the job summary and step outputs). Where the budget file exists
+    its location and PUE apply (read at the base commit on pull requests); nothing is gated
+    or recorded.
 
     \b
     Example:
       co2gate measure --country FRA -- python train.py --epochs 3
     """
-    location = Location(country, region, cloud, intensity, pue if pue is not None else 1.0)
-    options = _publish_options(template_dir, comment=False, author=None)
-    measured = _measure(command, location, out, label, workload, requests)
-    _publish([publish.Run(measured.doc)], None, out, options)
-    sys.exit(measured.exit_code)
+    from co2gate.app.inputs import LocationOptions
+    from co2gate.app.measure import MeasureRequest
+    from co2gate.app.measure import measure as measure_only
+
+    where = LocationOptions(country, region, cloud, intensity, pue)
+    request = MeasureRequest(
+        command, out, label, workload, requests, where, budget_file, template_dir
+    )
+    _finish(measure_only(request, os.environ, _say))
 
 
 @cli.command(context_settings={"allow_interspersed_args": False})
@@ -289,28 +312,19 @@ def run(
     Example:
       co2gate run --workload training -- python train.py --epochs 3
     """
-    env = os.environ
-    ci = ci_context(env)
-    try:
-        budget, notes = gate.load_budget(budget_file, ci, env)
-        budgets.allocation_kg(budget, workload)
-    except budgets.BudgetError as e:
-        raise UsageProblem(str(e)) from e
-    location = _override(budget.location, country, region, cloud, intensity, pue)
-    options = _publish_options(template_dir, comment, comment_author)
-    if preflight:
-        _preflight(budget, workload, _label(label), out)
-    watch = Watch(
-        limit_kg=budgets.run_limit_kg(budget, workload, max_kg),
-        grace_s=grace,
-        heartbeat_s=heartbeat if heartbeat is not None else default_heartbeat_s(env),
+    from co2gate.app.inputs import LocationOptions
+    from co2gate.app.measure import MeasureRequest
+    from co2gate.app.run import RunRequest
+    from co2gate.app.run import run as run_gated
+
+    where = LocationOptions(country, region, cloud, intensity, pue)
+    measure = MeasureRequest(
+        command, out, label, workload, requests, where, budget_file, template_dir
     )
-    measured = _measure(command, location, out, label, workload, requests, watch, budget.embodied)
-    ledger = gate.open_ledger(budget.ledger, env)
-    gated = _gate(measured.doc, budget, ledger, notes, out, no_record, ci)
-    _publish([publish.Run(measured.doc, gated)], budget, out, options)
-    code = 0 if measured.stopped_by_guard else measured.exit_code  # the gate's, not SIGTERM's
-    sys.exit(code if code else (1 if gated.decision.verdict is budgets.Verdict.FAIL else 0))
+    request = RunRequest(
+        measure, no_record, comment, comment_author, preflight, max_kg, grace, heartbeat
+    )
+    _finish(run_gated(request, os.environ, _say))
 
 
 @cli.command()
@@ -364,45 +378,24 @@ def check(
     With --workflow-run it is the second half of a fork PR's check: see the README's
     workflow_run companion.
     """
-    env = os.environ
-    ci = None if workflow_run else ci_context(env)
-    labels = RunLabels(
-        label=_label(label),
-        workload=workload or "training",
-        requests=requests,
+    from co2gate.app.check import CheckRequest
+    from co2gate.app.check import check as check_files
+
+    request = CheckRequest(
+        files,
+        budget_file,
+        out,
+        workload,
+        label,
+        requests,
+        no_record,
+        comment,
+        comment_author,
+        template_dir,
+        as_json,
+        workflow_run,
     )
-    try:
-        measured = context.workflow_run(env) if workflow_run else None
-        if measured is None:
-            budget, notes = gate.load_budget(budget_file, ci, env)
-        else:  # this checkout is the default branch: the fork cannot have changed it
-            budget, notes = budgets.load(budget_file), []
-        docs = [emissions.read_measurement(path, labels, ci) for path in files]
-        if measured is not None:
-            for path, doc in zip(files, docs, strict=True):
-                companion.check_artifact(doc, path)
-        for doc in docs:
-            budgets.allocation_kg(budget, doc["run"]["workload"])
-        out_dir = prepare_out_dir(out)
-    except (budgets.BudgetError, SetupError, ValueError) as e:
-        raise UsageProblem(str(e)) from e
-    options = _publish_options(template_dir, comment, comment_author)
-    ledger = gate.open_ledger(budget.ledger, env)
-    gating = [(doc, notes, ci) for doc in docs]
-    if measured is not None:
-        adopted = companion.adopt(measured, docs, env)
-        gating = [(a.doc, [*notes, *a.notes], a.doc["ci"]) for a in adopted]
-        docs = [a.doc for a in adopted]
-    results = [
-        _gate(doc, budget, ledger, doc_notes, out_dir, no_record, doc_ci, quiet=as_json)
-        for doc, doc_notes, doc_ci in gating
-    ]
-    runs = [publish.Run(doc, gated) for doc, gated in zip(docs, results, strict=True)]
-    _publish(runs, budget, out_dir, options)
-    if as_json:
-        click.echo(json.dumps(gate.verdict_document(results), indent=2))
-    failed = any(r.decision.verdict is budgets.Verdict.FAIL for r in results)
-    sys.exit(1 if failed else 0)
+    _finish(check_files(request, os.environ))
 
 
 @cli.command(name="budget")
@@ -411,21 +404,9 @@ def check(
 def budget_command(budget_file: Path, as_json: bool) -> None:
     """Where the budget stands this year: allocated, used and remaining per category, and
     the runs that used the most."""
-    env = os.environ
-    try:
-        budget = budgets.load(budget_file)
-    except budgets.BudgetError as e:
-        raise UsageProblem(str(e)) from e
-    ledger, where = gate.open_ledger(budget.ledger, env)
-    try:
-        standing = gate.standing(budget, ledger, date.today())
-    except LedgerError as e:
-        raise UsageProblem(f"{where}: {e}") from e
-    if as_json:
-        click.echo(json.dumps(standing, indent=2))
-        return
-    for line in report.standing_lines(standing):
-        click.echo(line)
+    from co2gate.app.standing import BudgetRequest, budget_standing
+
+    _finish(budget_standing(BudgetRequest(budget_file, as_json), os.environ, date.today()))
 
 
 @cli.command(name="estimate")
@@ -487,7 +468,7 @@ def budget_command(budget_file: Path, as_json: bool) -> None:
     "--last",
     type=int,
     default=None,
-    help=f"History mode: how many of LABEL's most recent runs. Default: {estimate.DEFAULT_LAST}.",
+    help=f"History mode: how many of LABEL's most recent runs. Default: {DEFAULT_LAST}.",
 )
 @location_options
 @json_option
@@ -522,54 +503,25 @@ def estimate_command(
     Example:
       co2gate estimate --flops 5.88e23 --gpu H100 --gpus 2048 --mfu 0.4
     """
-    given: dict[str, object] = {
-        "--gpu": gpu,
-        "--gpus": gpus,
-        "--hours": hours,
-        "--watts": watts,
-        "--flops": flops,
-        "--mfu": mfu,
-        "--from-history": from_history,
-        "--last": last,
-        "--country": country,
-        "--region": region,
-        "--cloud": cloud,
-        "--intensity": intensity,
-        "--pue": pue,
-    }
-    try:
-        mode = estimate.mode_of(given)
-        budget = budgets.load(budget_file)
-        budgets.allocation_kg(budget, workload)
-        ledger, where = gate.open_ledger(budget.ledger, os.environ)
-        location = _override(budget.location, country, region, cloud, intensity, pue)
-        projection, decision = estimate.estimate(
-            mode,
-            budget,
-            ledger,
-            workload,
-            date.today(),
-            location=location,
-            gpu=gpu,
-            gpus=gpus,
-            hours=hours,
-            watts=watts,
-            flops=flops,
-            mfu=mfu,
-            label=from_history,
-            last=last,
-        )
-    except LedgerError as e:
-        raise UsageProblem(f"{where}: {e}") from e
-    except (budgets.BudgetError, estimate.EstimateError, UnknownGpu, LocationError) as e:
-        raise UsageProblem(str(e)) from e
-    doc = projection.to_json(decision)
-    if as_json:
-        click.echo(json.dumps(doc, indent=2))
-    else:
-        for line in report.estimate_lines(doc):
-            click.echo(line)
-    sys.exit(1 if decision.verdict is budgets.Verdict.FAIL else 0)
+    from co2gate.app.estimate import EstimateRequest, estimate
+    from co2gate.app.inputs import LocationOptions
+
+    where = LocationOptions(country, region, cloud, intensity, pue)
+    request = EstimateRequest(
+        budget_file,
+        workload,
+        gpu,
+        gpus,
+        hours,
+        watts,
+        flops,
+        mfu,
+        from_history,
+        last,
+        where,
+        as_json,
+    )
+    _finish(estimate(request, os.environ, date.today()))
 
 
 @cli.command()
@@ -583,7 +535,7 @@ def estimate_command(
 @click.option(
     "--annual-kg",
     type=float,
-    default=starter.DEFAULT_ANNUAL_KG,
+    default=DEFAULT_ANNUAL_KG,
     show_default=True,
     help="The CO2e budget for a year, in kg (annual_budget_kg).",
 )
@@ -603,169 +555,21 @@ def init(budget_file: Path, annual_kg: float, country: str | None, force: bool) 
     Example:
       co2gate init --annual-kg 200 --country FRA > .github/workflows/carbon.yml
     """
-    try:
-        text = starter.budget_text(annual_kg, country)
-        path = starter.write_budget(budget_file, text, force=force)
-    except starter.StarterError as e:
-        raise UsageProblem(str(e)) from e
-    _say(starter.next_steps(path))
-    click.echo(starter.workflow(path), nl=False)
+    from co2gate.app.init import InitRequest
+    from co2gate.app.init import init as write_starter
 
-
-def _measure(
-    command: tuple[str, ...],
-    location: Location,
-    out: Path,
-    label: str | None,
-    workload: str,
-    requests: int | None,
-    watch: Watch | None = None,
-    embodied: Embodied | None = None,
-) -> Measured:
-    """Validate, run and measure; print the summary. Exits 2 on bad input, before running."""
-    if not WORKLOAD.match(workload):
-        raise UsageProblem(
-            f"--workload {workload!r}: use lower-case letters, digits, - and _ "
-            "(e.g. training, inference)"
-        )
-    try:
-        location = validate(location)
-        out_dir = prepare_out_dir(out)
-        labels = RunLabels(
-            label=_label(label),
-            workload=workload,
-            requests=requests,
-        )
-        measured = measure_command(
-            command,
-            location=location,
-            labels=labels,
-            out_dir=out_dir,
-            env=os.environ,
-            watch=watch,
-            say=_say,
-            embodied=embodied,
-        )
-    except (LocationError, SetupError, CommandError) as e:
-        raise UsageProblem(str(e)) from e
-    for line in report.summary_lines(measured.doc):
-        _say(line)
-    _say("wrote " + ", ".join(str(p) for p in measured.files))
-    return measured
-
-
-def _preflight(budget: budgets.Budget, category: str, label: str, out: Path) -> None:
-    """run --preflight: exit 1 before COMMAND starts when its label's history fails the gate.
-
-    No history, or a ledger that cannot be read, is a note: the command runs.
-    """
-    ledger, where = gate.open_ledger(budget.ledger, os.environ)
-    try:
-        found = estimate.preflight(budget, ledger, category, label, date.today())
-    except LedgerError as e:
-        _say(f"preflight: {where}: {e}; starting the command without a projection")
-        return
-    if found is None:
-        _say(f"preflight: no runs of {label!r} in the ledger to project from; starting anyway")
-        return
-    projection, decision = found
-    doc = projection.to_json(decision)
-    if decision.verdict is not budgets.Verdict.FAIL:
-        _say(report.preflight_line(doc))
-        return
-    refused = dataclasses.replace(
-        decision, reasons=(report.preflight_reason(doc), *decision.reasons)
-    )
-    try:
-        path = gate.write_verdict(prepare_out_dir(out), gate.Gated(refused, recorded=False))
-    except SetupError as e:
-        raise UsageProblem(str(e)) from e
-    _say(" ".join(refused.reasons))
-    _say(f"wrote {path}")
-    sys.exit(1)
-
-
-def _gate(
-    doc: dict[str, Any],
-    budget: budgets.Budget,
-    ledger: tuple[Ledger, str],
-    notes: list[str],
-    out_dir: Path,
-    no_record: bool,
-    ci: dict[str, Any] | None,
-    quiet: bool = False,
-) -> gate.Gated:
-    opened, where = ledger
-    record = gate.should_record(budget, ci, no_record)
-    gated = gate.gate(doc, budget, opened, record=record, notes=notes)
-    path = gate.write_verdict(out_dir, gated)
-    if not quiet:
-        for line in report.verdict_lines(gated.decision, gated.notes):
-            _say(line)
-        _say(f"{where}: {'recorded' if gated.recorded else 'not recorded'}; wrote {path}")
-    return gated
-
-
-def _publish_options(
-    template_dir: Path | None, comment: bool, author: str | None
-) -> publish.Options:
-    """The report's options, its templates compiled now: a broken one stops the run first."""
-    try:
-        report.check_templates(template_dir)
-    except report.TemplateProblem as e:
-        raise UsageProblem(str(e)) from e
-    return publish.Options(template_dir=template_dir, comment=comment, author=author)
-
-
-def _publish(
-    runs: list[publish.Run],
-    budget: budgets.Budget | None,
-    out_dir: Path,
-    options: publish.Options,
-) -> None:
-    """report.md, and in GitHub Actions the summary, comment, outputs and annotations.
-
-    Runs after every file of the measurement is written: a failure here costs the report,
-    never the measurement or the verdict.
-    """
-    try:
-        done = publish.publish(runs, budget, out_dir=out_dir, env=os.environ, options=options)
-    except report.TemplateProblem as e:
-        _say(f"no report: {e}")
-        return
-    for line in done.lines:
-        click.echo(line if line.startswith("::") else f"co2gate: {line}", err=True)
-    _say(f"wrote {done.report}")
-
-
-def _label(label: str | None) -> str:
-    """The label given, else the CI job's name, else 'local'."""
-    return label or os.environ.get("GITHUB_JOB") or "local"
-
-
-def _override(
-    base: Location,
-    country: str | None,
-    region: str | None,
-    cloud: str | None,
-    intensity: float | None,
-    pue: float | None,
-) -> Location:
-    """The budget file's location, with whatever the options say instead."""
-    if country or region or cloud:
-        base = Location(country, region, cloud, base.intensity_g_per_kwh, base.pue)
-    return Location(
-        base.country,
-        base.region,
-        base.cloud,
-        intensity if intensity is not None else base.intensity_g_per_kwh,
-        pue if pue is not None else base.pue,
-    )
+    _finish(write_starter(InitRequest(budget_file, annual_kg, country, force)))
 
 
 def main() -> None:
     try:
         cli(prog_name="co2gate")
+    except Exception as e:  # a bug: one line, the traceback only on request
+        if os.environ.get("CO2GATE_DEBUG"):
+            traceback.print_exc()
+        what = " ".join(f"{type(e).__name__}: {e}".split())
+        click.echo(f"co2gate: internal error: {what} (CO2GATE_DEBUG=1 shows where)", err=True)
+        sys.exit(2)
     finally:
         # Tearing down the objects codecarbon's dependencies (pandas, numpy) created takes
         # about 0.15 s, between the command's exit and co2gate's; everything is written by

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from co2gate import units
+from co2gate.intensity import Intensity
 
 GUARD_INTERVAL_S = 1.0  # how often the guard reads the sources; tests lower it
 NEAR_CAP_INTERVAL_S = 0.1  # how often once the cap is due before the next regular reading
@@ -128,13 +129,13 @@ class Guard:
         watch: Watch,
         *,
         pue: float,
-        intensity_g_per_kwh: float,
+        price: Callable[[], Intensity],
         say: Callable[[str], None] | None = None,
         interval_s: float | None = None,
     ) -> None:
         self.watch = watch
         self.pue = pue
-        self.intensity_g_per_kwh = intensity_g_per_kwh
+        self.price = price  # called in the guard's thread, after the command has started
         self.say = say if say is not None else _say_on_stderr
         self.interval_s = interval_s if interval_s is not None else GUARD_INTERVAL_S
         self._exited = threading.Event()
@@ -142,7 +143,7 @@ class Guard:
         self._stop: GuardStop | None = None
 
     def kg(self, energy_kwh: float) -> float:
-        return units.emissions_kg(energy_kwh, self.pue, self.intensity_g_per_kwh)
+        return units.emissions_kg(energy_kwh, self.pue, self.price().g_per_kwh)
 
     def begin(self, t0: float, started_at: datetime, read: EnergySoFar, kill: SignalGroup) -> None:
         """Start watching a command that started at t0 (time.monotonic()) and started_at."""

@@ -17,9 +17,8 @@ import jinja2
 from markupsafe import Markup
 
 from co2gate import __version__, units
-from co2gate.budget import Budget
+from co2gate.budget import Budget, Gated
 from co2gate.errors import InputError
-from co2gate.gate import Gated
 from co2gate.intensity import Intensity
 from co2gate.measure.interface import Method
 

@@ -1,45 +1,19 @@
-"""Gate one measured run: its year so far from the ledger, the verdict, the record."""
+"""Gate measured runs: their year so far from the ledger, the verdict, the record, verdict.json."""
 
 from __future__ import annotations
 
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from co2gate import budget as budgets
+from co2gate.app import Outcome
+from co2gate.budget import CategoryUsage, Gated
 from co2gate.emissions import write_atomic
-from co2gate.ledger.interface import Ledger, LedgerError, entry_key, make_entry
-
-
-@dataclass(frozen=True)
-class CategoryUsage:
-    """One budget category this year, for the report's usage bars."""
-
-    category: str
-    allocation_kg: float
-    used_before_kg: float  # the ledger's total, this run excluded
-    run_kg: float  # this run's emissions when it is of this category, else 0
-
-
-@dataclass(frozen=True)
-class Gated:
-    decision: budgets.Decision
-    recorded: bool  # the run is in the ledger now (this time or before)
-    notes: tuple[str, ...] = field(default=())
-    base_run_kg: float | None = None  # the base branch's latest run of the label (PRs)
-    categories: tuple[CategoryUsage, ...] = ()
-    # The run's category month by month this budget year, up to the run's month:
-    # ("YYYY-MM", kg used by the end of that month, this run included).
-    burn: tuple[tuple[str, float], ...] = ()
-    year: tuple[date, date] | None = None  # the budget year the run falls in
-
-    def to_json(self) -> dict[str, Any]:
-        """verdict.json: the decision, whether the run is recorded, and notes."""
-        return self.decision.to_json() | {"recorded": self.recorded, "notes": list(self.notes)}
+from co2gate.ledger.interface import Ledger, LedgerError, LedgerReadOnly, entry_key, make_entry
 
 
 def run_date(doc: Mapping[str, Any]) -> date:
@@ -100,14 +74,16 @@ def gate(
         stopped_by_guard=_guard_stop(doc["run"]),
     )
     recorded = any(entry_key(e) == key for e in entries)
+    failed = False
     if record and not recorded:
         try:
             ledger.append(entry)
             recorded = True
         except LedgerError as e:
+            failed = not isinstance(e, LedgerReadOnly)  # a fork's token is no failure
             said.append(f"not recorded in the ledger: {e}")
     burn = _burn(others, category, start, run_date(doc), run_kg)
-    return Gated(decision, recorded, tuple(said), base_kg, usage, burn, (start, end))
+    return Gated(decision, recorded, tuple(said), base_kg, usage, burn, (start, end), failed)
 
 
 def _number(value: object) -> float | None:
@@ -177,53 +153,6 @@ def should_record(budget: budgets.Budget, ci: Mapping[str, Any] | None, no_recor
     return ci is None or ci.get("event") in budget.ledger.count
 
 
-def open_ledger(config: budgets.LedgerConfig, env: Mapping[str, str]) -> tuple[Ledger, str]:
-    """The ledger the budget file asks for, and a line saying which it is.
-
-    The branch ledger needs GitHub Actions and a token; anywhere else (a laptop) the run
-    is recorded to the file ledger at ledger.path instead, as the README says.
-    """
-    from co2gate.ledger.branch import BranchLedger
-    from co2gate.ledger.file import FileLedger
-    from co2gate.ledger.none import NoneLedger
-
-    backend = config.backend.value
-    if backend == "none":
-        return NoneLedger(), "ledger: none"
-    token, repository = env.get("GITHUB_TOKEN", ""), env.get("GITHUB_REPOSITORY", "")
-    if backend == "branch" and env.get("GITHUB_ACTIONS") == "true" and token and repository:
-        api_url = env.get("GITHUB_API_URL", "https://api.github.com")
-        ledger = BranchLedger(repository, token, branch=config.branch, api_url=api_url)
-        return ledger, f"ledger: branch {config.branch} of {repository}"
-    return FileLedger(Path(config.path)), f"ledger: file {config.path}"
-
-
-def load_budget(
-    path: Path, ci: Mapping[str, Any] | None, env: Mapping[str, str]
-) -> tuple[budgets.Budget, list[str]]:
-    """The budget that judges this run, and notes for the report.
-
-    On a pull request it is the file at the PR's base commit, so a PR cannot raise its own
-    budget; a PR that adds the first budget file is judged by it, and the report says so.
-    """
-    from co2gate.github.contents import NotReadable, read_at_commit
-
-    base_sha = (ci or {}).get("base_sha")
-    if not base_sha or (ci or {}).get("event") not in ("pull_request", "pull_request_target"):
-        return budgets.load(path), []
-    try:
-        base_text = read_at_commit(path, base_sha, env)
-    except NotReadable as e:
-        raise budgets.BudgetError(str(e)) from e
-    if base_text is None:
-        return budgets.load(path), [f"the base commit has no {path}: this PR's own file applies"]
-    own = path.read_text(encoding="utf-8") if path.is_file() else None
-    notes = (
-        [] if own == base_text else [f"this PR changes {path}; the base commit's budget applies"]
-    )
-    return budgets.parse(base_text, f"{path} (at base {base_sha[:7]})"), notes
-
-
 def verdict_document(results: Sequence[Gated]) -> dict[str, Any]:
     """What `check --json` prints: one decision, or the worst of several and each."""
     docs = [r.to_json() for r in results]
@@ -264,3 +193,37 @@ def standing(budget: budgets.Budget, ledger: Ledger, today: date, top: int = 5) 
             for e in heaviest
         ],
     }
+
+
+def gate_into(
+    outcome: Outcome,
+    doc: Mapping[str, Any],
+    budget: budgets.Budget,
+    ledger: tuple[Ledger, str],
+    out_dir: Path,
+    *,
+    record: bool,
+    notes: Sequence[str] = (),
+    quiet: bool = False,
+) -> Gated:
+    """gate() one run, write its verdict.json and add what happened to the outcome.
+
+    `quiet` leaves the verdict lines out (check --json prints the document instead).
+    """
+    from co2gate import report
+
+    opened, where = ledger
+    gated = gate(doc, budget, opened, record=record, notes=notes)
+    try:
+        path: Path | None = write_verdict(out_dir, gated)
+        outcome.files.append(out_dir / "verdict.json")
+    except OSError as e:
+        path = None
+        outcome.lines.append(f"could not write {out_dir / 'verdict.json'}: {e.strerror or e}")
+    if not quiet:
+        outcome.lines += report.verdict_lines(gated.decision, gated.notes)
+        said = "recorded" if gated.recorded else "not recorded"
+        outcome.lines.append(f"{where}: {said}" + (f"; wrote {path}" if path else ""))
+    if path is None or gated.record_failed:
+        outcome.lost = True
+    return gated

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from co2gate.budget import CATEGORY
+from co2gate.errors import InputError
 from co2gate.github.context import PullLookup, WorkflowRun, pull_lookup, trusted_ci
 
 MAX_NAME = 200  # characters in a label or job name taken from an artifact
@@ -36,11 +37,11 @@ def check_artifact(doc: Mapping[str, Any], path: Path) -> None:
     """Refuse an artifact's emissions.json whose figures a gate cannot use.
 
     `emissions.read_measurement` has checked its shape; this checks its values, since the
-    run that wrote it may be hostile. Raises ValueError: one line naming the file.
+    run that wrote it may be hostile. Raises InputError: one line naming the file.
     """
 
     def refuse(what: str) -> NoReturn:
-        raise ValueError(f"{path}: not a usable emissions.json from an artifact: {what}")
+        raise InputError(f"{path}: not a usable emissions.json from an artifact: {what}")
 
     if not _amount(doc.get("emissions_kg")):
         refuse(f"emissions_kg {_show(doc.get('emissions_kg'))} is not a finite number >= 0")

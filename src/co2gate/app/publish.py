@@ -3,17 +3,20 @@ comment, step outputs and annotations. Outside GitHub Actions only report.md is 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from co2gate import budget as budgets
 from co2gate import intensity, report
+from co2gate.app import Outcome
+from co2gate.budget import Gated
 from co2gate.emissions import write_atomic
-from co2gate.gate import Gated
 from co2gate.github import workflow
 from co2gate.github.comments import CommentError, pull_for_commit, upsert_comment
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ class Options:
 
 @dataclass
 class Published:
-    report: Path
+    report: Path | None
     comment_urls: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)  # for stderr: annotations and notes
 
@@ -54,21 +57,74 @@ def publish(
     bodies = [report.render("comment.md.j2", c, options.template_dir) for c in contexts]
     summaries = [report.render("summary.md.j2", c, options.template_dir) for c in contexts]
     path = out_dir / "report.md"
-    write_atomic(path, "\n---\n\n".join(bodies))
     done = Published(path)
+    try:
+        write_atomic(path, "\n---\n\n".join(bodies))
+    except OSError as e:
+        done.report = None
+        done.lines.append(f"could not write {path}: {e.strerror or e}")
     in_actions = env.get("GITHUB_ACTIONS") == "true"
     if not in_actions:
         return done
-    workflow.append_summary("\n".join(summaries), env)
+    _runner_file("the job summary", workflow.append_summary, "\n".join(summaries), env, done)
     if options.comment:
         for run, body in zip(runs, bodies, strict=True):
             if run.gated is not None:
                 _comment(run.doc, body, env, options, done)
-    workflow.write_outputs(_outputs(runs, out_dir, done.comment_urls), env)
+    outputs = _outputs(runs, out_dir, done.comment_urls)
+    _runner_file("the step outputs", workflow.write_outputs, outputs, env, done)
     for run in runs:
         if run.gated is not None:
             done.lines += _annotations(run.doc, run.gated)
     return done
+
+
+def _runner_file(
+    what: str,
+    write: Callable[[T, Mapping[str, str]], object],
+    value: T,
+    env: Mapping[str, str],
+    done: Published,
+) -> None:
+    """Write one of the runner's files; a failure is a warning, never the verdict's business."""
+    try:
+        write(value, env)
+    except OSError as e:
+        done.lines.append(
+            workflow.annotation(
+                "warning", f"could not write {what}: {e.strerror or e}", title="co2gate"
+            )
+        )
+
+
+def check_templates(template_dir: Path | None) -> None:
+    """Compile a --template-dir's templates now, so a broken one stops a run before it starts.
+
+    co2gate's own templates are tested: without a --template-dir nothing is imported here.
+    """
+    if template_dir is not None:
+        report.check_templates(template_dir)
+
+
+def publish_into(
+    outcome: Outcome,
+    runs: Sequence[Run],
+    budget: budgets.Budget | None,
+    out_dir: Path,
+    env: Mapping[str, str],
+    options: Options,
+) -> None:
+    """publish(), its lines and report.md added to the outcome. Runs after every file of the
+    measurement is written: a failure here costs the report, never the measurement or verdict."""
+    try:
+        done = publish(runs, budget, out_dir=out_dir, env=env, options=options)
+    except report.TemplateProblem as e:
+        outcome.lines.append(f"no report: {e}")
+        return
+    outcome.lines += done.lines
+    if done.report is not None:
+        outcome.files.append(done.report)
+        outcome.lines.append(f"wrote {done.report}")
 
 
 def _comment(

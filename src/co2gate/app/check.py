@@ -1,0 +1,87 @@
+"""co2gate check: gate measurements already taken (co2gate emissions.json, a codecarbon
+emissions.csv), and the workflow_run companion that gates a fork's artifact."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from co2gate import budget as budgets
+from co2gate import emissions
+from co2gate.app import Outcome
+from co2gate.app.gate import gate_into, should_record, verdict_document
+from co2gate.app.inputs import check_workload, label_of, load_budget, open_ledger, prepare_out_dir
+from co2gate.emissions import RunLabels
+from co2gate.github import context
+
+
+@dataclass(frozen=True)
+class CheckRequest:
+    files: tuple[Path, ...]
+    budget_file: Path = Path(budgets.DEFAULT_FILE)
+    out: Path = Path("co2gate-report")
+    workload: str | None = None  # for codecarbon CSV files; emissions.json names its own
+    label: str | None = None
+    requests: int | None = None
+    no_record: bool = False
+    comment: bool = True
+    comment_author: str | None = None
+    template_dir: Path | None = None
+    as_json: bool = False
+    workflow_run: bool = False  # FILES are a measured run's artifact (a fork's PR)
+
+
+def check(request: CheckRequest, env: Mapping[str, str]) -> Outcome:
+    """Gate, record and report each file; exit 1 if any fails the gate."""
+    from co2gate.app import companion
+    from co2gate.app.publish import Options, Run, check_templates, publish_into
+
+    ci = None if request.workflow_run else context.ci_context(env)
+    labels = RunLabels(
+        label_of(request.label, env),
+        check_workload(request.workload or "training"),
+        request.requests,
+    )
+    measured = context.workflow_run(env) if request.workflow_run else None
+    if measured is None:
+        budget, notes = load_budget(request.budget_file, ci, env)
+    else:  # this checkout is the default branch: the fork cannot have changed it
+        budget, notes = budgets.load(request.budget_file), []
+    docs = [emissions.read_measurement(path, labels, ci) for path in request.files]
+    if measured is not None:
+        for path, doc in zip(request.files, docs, strict=True):
+            companion.check_artifact(doc, path)
+    for doc in docs:
+        budgets.allocation_kg(budget, doc["run"]["workload"])
+    check_templates(request.template_dir)
+    out_dir = prepare_out_dir(request.out)
+    ledger = open_ledger(budget.ledger, env)
+    gating: list[tuple[dict[str, Any], list[str], Mapping[str, Any] | None]]
+    gating = [(doc, notes, ci) for doc in docs]
+    if measured is not None:
+        adopted = companion.adopt(measured, docs, env)
+        gating = [(a.doc, [*notes, *a.notes], a.doc["ci"]) for a in adopted]
+    outcome = Outcome()
+    results = [
+        gate_into(
+            outcome,
+            doc,
+            budget,
+            ledger,
+            out_dir,
+            record=should_record(budget, doc_ci, request.no_record),
+            notes=doc_notes,
+            quiet=request.as_json,
+        )
+        for doc, doc_notes, doc_ci in gating
+    ]
+    runs = [Run(doc, gated) for (doc, _, _), gated in zip(gating, results, strict=True)]
+    options = Options(request.template_dir, request.comment, request.comment_author)
+    publish_into(outcome, runs, budget, out_dir, env, options)
+    if request.as_json:
+        outcome.stdout = json.dumps(verdict_document(results), indent=2)
+    failed = any(r.decision.verdict is budgets.Verdict.FAIL for r in results)
+    return outcome.finish(failed=failed)

@@ -1,0 +1,129 @@
+"""What a command needs before it acts: the budget that judges it (at the base commit on
+pull requests), its ledger, its location, its label and its output directory."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from co2gate import budget as budgets
+from co2gate.errors import InputError
+from co2gate.intensity import Location, LocationError, validate
+from co2gate.ledger.interface import Ledger
+
+WORKLOAD = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+PULL_REQUEST_EVENTS = ("pull_request", "pull_request_target")
+
+
+def label_of(label: str | None, env: Mapping[str, str]) -> str:
+    """The label given, else the CI job's name, else 'local'."""
+    return label or env.get("GITHUB_JOB") or "local"
+
+
+def check_workload(workload: str) -> str:
+    if not WORKLOAD.match(workload):
+        raise InputError(
+            f"--workload {workload!r}: use lower-case letters, digits, - and _ "
+            "(e.g. training, inference)"
+        )
+    return workload
+
+
+@dataclass(frozen=True)
+class LocationOptions:
+    """The location options of a command; each one given overrides the budget file's."""
+
+    country: str | None = None
+    region: str | None = None
+    cloud: str | None = None
+    intensity: float | None = None
+    pue: float | None = None
+
+    def over(self, base: Location, source: str | None) -> Location:
+        """`base` (the budget file's, from `source`) with these options applied, validated.
+
+        An error names the option (`--country: ...`) when an option gave the value, else the
+        budget file's key.
+        """
+        if self.country or self.region or self.cloud:
+            base = Location(
+                self.country, self.region, self.cloud, base.intensity_g_per_kwh, base.pue
+            )
+        merged = Location(
+            base.country,
+            base.region,
+            base.cloud,
+            self.intensity if self.intensity is not None else base.intensity_g_per_kwh,
+            self.pue if self.pue is not None else base.pue,
+        )
+        try:
+            return validate(merged)
+        except LocationError as e:
+            given = getattr(self, e.key, None) is not None
+            where = f"--{e.key}" if given or source is None else f"{source}: location.{e.key}"
+            raise LocationError(e.key, f"{where}: {e}") from None
+
+
+def prepare_out_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"--out {str(path)!r}: cannot create the directory: {e.strerror}") from e
+    if not os.access(path, os.W_OK):
+        raise InputError(f"--out {str(path)!r}: the directory is not writable")
+    return path
+
+
+def is_pull_request(ci: Mapping[str, Any] | None) -> bool:
+    return bool(ci) and (ci or {}).get("event") in PULL_REQUEST_EVENTS
+
+
+def load_budget(
+    path: Path, ci: Mapping[str, Any] | None, env: Mapping[str, str]
+) -> tuple[budgets.Budget, list[str]]:
+    """The budget that judges this run, and notes for the report.
+
+    On a pull request it is the file at the PR's base commit, so a PR cannot raise its own
+    budget; a PR that adds the first budget file is judged by it, and the report says so.
+    """
+    from co2gate.github.contents import NotReadable, read_at_commit
+
+    base_sha = (ci or {}).get("base_sha")
+    if not base_sha or not is_pull_request(ci):
+        return budgets.load(path), []
+    try:
+        base_text = read_at_commit(path, base_sha, env)
+    except NotReadable as e:
+        raise budgets.BudgetError(str(e)) from e
+    if base_text is None:
+        return budgets.load(path), [f"the base commit has no {path}: this PR's own file applies"]
+    own = path.read_text(encoding="utf-8") if path.is_file() else None
+    notes = (
+        [] if own == base_text else [f"this PR changes {path}; the base commit's budget applies"]
+    )
+    return budgets.parse(base_text, f"{path} (at base {base_sha[:7]})"), notes
+
+
+def open_ledger(config: budgets.LedgerConfig, env: Mapping[str, str]) -> tuple[Ledger, str]:
+    """The ledger the budget file asks for, and a line saying which it is.
+
+    The branch ledger needs GitHub Actions and a token; anywhere else (a laptop) the run
+    is recorded to the file ledger at ledger.path instead, as the README says.
+    """
+    from co2gate.ledger.branch import BranchLedger
+    from co2gate.ledger.file import FileLedger
+    from co2gate.ledger.none import NoneLedger
+
+    backend = config.backend.value
+    if backend == "none":
+        return NoneLedger(), "ledger: none"
+    token, repository = env.get("GITHUB_TOKEN", ""), env.get("GITHUB_REPOSITORY", "")
+    if backend == "branch" and env.get("GITHUB_ACTIONS") == "true" and token and repository:
+        api_url = env.get("GITHUB_API_URL", "https://api.github.com")
+        ledger = BranchLedger(repository, token, branch=config.branch, api_url=api_url)
+        return ledger, f"ledger: branch {config.branch} of {repository}"
+    return FileLedger(Path(config.path)), f"ledger: file {config.path}"

@@ -1,0 +1,165 @@
+"""co2gate measure, and the measuring every command that runs one shares: start the command,
+measure it, price it, write emissions.json and emissions.csv."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from co2gate import budget as budgets
+from co2gate import emissions, intensity
+from co2gate.app import Outcome, Say
+from co2gate.app.inputs import (
+    LocationOptions,
+    check_workload,
+    label_of,
+    load_budget,
+    prepare_out_dir,
+)
+from co2gate.emissions import RunLabels
+from co2gate.github.context import ci_context
+from co2gate.guard import Guard, Watch
+from co2gate.measure.interface import Meter
+from co2gate.runner import MeterFactory, Supervisor
+from co2gate.sci import Embodied
+
+
+@dataclass(frozen=True)
+class MeasureRequest:
+    command: tuple[str, ...]
+    out: Path
+    label: str | None = None
+    workload: str = "training"
+    requests: int | None = None
+    location: LocationOptions = field(default_factory=LocationOptions)
+    budget_file: Path = Path(budgets.DEFAULT_FILE)
+    template_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class Measured:
+    doc: dict[str, Any]  # the emissions.json document
+    exit_code: int  # the command's own
+    files: tuple[Path, ...]
+    stopped_by_guard: bool = False
+    lost: str | None = None  # what could not be written, and why
+
+
+def default_sources(
+    env: Mapping[str, str], live_interval_s: float | None = None
+) -> list[MeterFactory]:
+    """The energy sources of this machine: NVML's GPUs where a driver is present, codecarbon.
+
+    live_interval_s: how often codecarbon reads while the command runs, for the guard and
+    the heartbeat; None reads once, at the end (NVML samples every 0.5 s either way).
+    Each source's module is imported in its own thread, after the command has started.
+    """
+
+    def nvml() -> Meter | None:
+        from co2gate.measure.nvml import gpu_meter
+
+        return gpu_meter(env)
+
+    def codecarbon() -> Meter:
+        from co2gate.measure.codecarbon import CodecarbonMeter
+
+        return CodecarbonMeter(live_interval_s=live_interval_s)
+
+    return [nvml, codecarbon]
+
+
+def measure_command(
+    argv: Sequence[str],
+    *,
+    location: intensity.Location,
+    labels: RunLabels,
+    out_dir: Path,
+    env: Mapping[str, str],
+    sources: Sequence[MeterFactory] | None = None,
+    watch: Watch | None = None,
+    say: Say | None = None,
+    embodied: Embodied | None = None,
+    notes: Sequence[str] = (),
+) -> Measured:
+    """Run argv under every energy source present and write emissions.json and emissions.csv.
+
+    The location must already be validated. Signals stay forwarded or deferred until the
+    files are written, so a cancelled job still leaves its partial measurement behind.
+    With a watch (a cap, a heartbeat) a live guard watches the run; it prices what it reads
+    in its own thread, so nothing heavy is imported before the command starts.
+    """
+    guard = None
+    if watch is not None and watch.wanted:
+        guard = Guard(watch, pue=location.pue, price=lambda: _price(location), say=say)
+    if sources is None:
+        sources = default_sources(env, guard.watch.source_interval_s() if guard else None)
+    with Supervisor(argv, guard) as supervisor:
+        child, outcomes = supervisor.run(sources)
+        doc = emissions.build(
+            child,
+            outcomes,
+            _price(location),
+            pue=location.pue,
+            labels=labels,
+            ci=ci_context(env),
+            embodied=embodied,
+        )
+        doc["notes"] = [*notes, *doc["notes"]]
+        files: tuple[Path, ...] = ()
+        lost = None
+        try:
+            files = emissions.write(out_dir, doc)
+        except OSError as e:
+            lost = f"could not write emissions.json in {out_dir}: {e.strerror or e}"
+    stopped = child.guard_stop is not None
+    return Measured(doc, child.exit_code, files, stopped, lost)
+
+
+# The location's intensity, resolved once (the guard's thread may ask first).
+_price = functools.cache(intensity.resolve)
+
+
+def measure(request: MeasureRequest, env: Mapping[str, str], say: Say) -> Outcome:
+    """`co2gate measure`: run and measure the command; with a budget file, its location."""
+    from co2gate.app.publish import Options, Run, check_templates, publish_into
+
+    labels = RunLabels(
+        label_of(request.label, env), check_workload(request.workload), request.requests
+    )
+    budget, notes = None, list[str]()
+    if request.budget_file.is_file():
+        budget, notes = load_budget(request.budget_file, ci_context(env), env)
+        notes.append(f"location and PUE from {budget.source}")
+    source = budget.source if budget else None
+    location = request.location.over(budget.location if budget else intensity.Location(), source)
+    check_templates(request.template_dir)
+    out_dir = prepare_out_dir(request.out)
+    measured = measure_command(
+        request.command,
+        location=location,
+        labels=labels,
+        out_dir=out_dir,
+        env=env,
+        say=say,
+        embodied=budget.embodied if budget else None,
+        notes=notes,
+    )
+    outcome = Outcome(
+        files=list(measured.files), lines=measured_lines(measured), lost=bool(measured.lost)
+    )
+    options = Options(request.template_dir, comment=False)
+    publish_into(outcome, [Run(measured.doc)], budget, out_dir, env, options)
+    return outcome.finish(measured.exit_code)
+
+
+def measured_lines(measured: Measured) -> list[str]:
+    """What co2gate says after the command: the figures, and the files (or what was lost)."""
+    from co2gate import report
+
+    lines = report.summary_lines(measured.doc)
+    if measured.lost:
+        return [*lines, measured.lost]
+    return [*lines, "wrote " + ", ".join(str(p) for p in measured.files)]
