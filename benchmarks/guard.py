@@ -40,12 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from co2gate import guard
+from co2gate.app.measure import measure_command
 from co2gate.emissions import RunLabels
 from co2gate.guard import Watch
 from co2gate.intensity import Location
 from co2gate.measure.fake import FakeMeter
 from co2gate.measure.interface import Component, Meter
-from co2gate.app.measure import measure_command
 
 TARGET_S = 2.0
 REAL_CROSSINGS_S = (3.3, 4.2)  # caps set to cross there, once the sources are ready
