@@ -494,6 +494,9 @@ def resolve(location: Location) -> Intensity:
 
     from importlib.metadata import version
 
+    from co2gate.quiet import quiet_codecarbon
+
+    quiet_codecarbon()
     from codecarbon.core.emissions import Emissions
     from codecarbon.core.units import Energy
     from codecarbon.external.geography import CloudMetadata, GeoMetadata

@@ -13,7 +13,14 @@ from co2gate import budget as budgets
 from co2gate import emissions
 from co2gate.app import Outcome
 from co2gate.app.gate import gate_into, should_record, verdict_document
-from co2gate.app.inputs import check_workload, label_of, load_budget, open_ledger, prepare_out_dir
+from co2gate.app.inputs import (
+    check_templates,
+    check_workload,
+    label_of,
+    load_budget,
+    open_ledger,
+    prepare_out_dir,
+)
 from co2gate.emissions import RunLabels
 from co2gate.github import context
 
@@ -37,7 +44,6 @@ class CheckRequest:
 def check(request: CheckRequest, env: Mapping[str, str]) -> Outcome:
     """Gate, record and report each file; exit 1 if any fails the gate."""
     from co2gate.app import companion
-    from co2gate.app.publish import Options, Run, check_templates, publish_into
 
     ci = None if request.workflow_run else context.ci_context(env)
     labels = RunLabels(
@@ -78,6 +84,8 @@ def check(request: CheckRequest, env: Mapping[str, str]) -> Outcome:
         )
         for doc, doc_notes, doc_ci in gating
     ]
+    from co2gate.app.publish import Options, Run, publish_into
+
     runs = [Run(doc, gated) for (doc, _, _), gated in zip(gating, results, strict=True)]
     options = Options(request.template_dir, request.comment, request.comment_author)
     publish_into(outcome, runs, budget, out_dir, env, options)

@@ -68,6 +68,17 @@ class LocationOptions:
             raise LocationError(e.key, f"{where}: {e}") from None
 
 
+def check_templates(template_dir: Path | None) -> None:
+    """Compile a --template-dir's templates now, so a broken one stops a run before it starts.
+
+    co2gate's own templates are tested: without a --template-dir Jinja2 is not imported here.
+    """
+    if template_dir is not None:
+        from co2gate import report
+
+        report.check_templates(template_dir)
+
+
 def prepare_out_dir(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)

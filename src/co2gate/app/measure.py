@@ -14,6 +14,7 @@ from co2gate import emissions, intensity
 from co2gate.app import Outcome, Say
 from co2gate.app.inputs import (
     LocationOptions,
+    check_templates,
     check_workload,
     label_of,
     load_budget,
@@ -124,8 +125,6 @@ _price = functools.cache(intensity.resolve)
 
 def measure(request: MeasureRequest, env: Mapping[str, str], say: Say) -> Outcome:
     """`co2gate measure`: run and measure the command; with a budget file, its location."""
-    from co2gate.app.publish import Options, Run, check_templates, publish_into
-
     labels = RunLabels(
         label_of(request.label, env), check_workload(request.workload), request.requests
     )
@@ -150,6 +149,8 @@ def measure(request: MeasureRequest, env: Mapping[str, str], say: Say) -> Outcom
     outcome = Outcome(
         files=list(measured.files), lines=measured_lines(measured), lost=bool(measured.lost)
     )
+    from co2gate.app.publish import Options, Run, publish_into
+
     options = Options(request.template_dir, comment=False)
     publish_into(outcome, [Run(measured.doc)], budget, out_dir, env, options)
     return outcome.finish(measured.exit_code)

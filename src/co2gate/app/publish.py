@@ -97,15 +97,6 @@ def _runner_file(
         )
 
 
-def check_templates(template_dir: Path | None) -> None:
-    """Compile a --template-dir's templates now, so a broken one stops a run before it starts.
-
-    co2gate's own templates are tested: without a --template-dir nothing is imported here.
-    """
-    if template_dir is not None:
-        report.check_templates(template_dir)
-
-
 def publish_into(
     outcome: Outcome,
     runs: Sequence[Run],

@@ -12,7 +12,14 @@ from pathlib import Path
 from co2gate import budget as budgets
 from co2gate.app import Outcome, Say
 from co2gate.app.gate import gate_into, should_record, write_verdict
-from co2gate.app.inputs import check_workload, label_of, load_budget, open_ledger, prepare_out_dir
+from co2gate.app.inputs import (
+    check_templates,
+    check_workload,
+    label_of,
+    load_budget,
+    open_ledger,
+    prepare_out_dir,
+)
 from co2gate.app.measure import MeasureRequest, measure_command, measured_lines
 from co2gate.emissions import RunLabels
 from co2gate.github.context import ci_context
@@ -38,7 +45,6 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
     the gate: 1, not its signal's 143), else 1 when the gate fails, else 2 when the run could
     not be written or recorded, else 0.
     """
-    from co2gate.app.publish import Options, Run, check_templates, publish_into
 
     m = request.measure
     ci = ci_context(env)
@@ -75,6 +81,8 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
     ledger = open_ledger(budget.ledger, env)
     record = should_record(budget, ci, request.no_record)
     gated = gate_into(outcome, measured.doc, budget, ledger, out_dir, record=record, notes=notes)
+    from co2gate.app.publish import Options, Run, publish_into
+
     options = Options(m.template_dir, request.comment, request.comment_author)
     publish_into(outcome, [Run(measured.doc, gated)], budget, out_dir, env, options)
     command = 0 if measured.stopped_by_guard else measured.exit_code  # the gate's, not SIGTERM's

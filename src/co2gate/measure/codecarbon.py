@@ -19,6 +19,7 @@ from co2gate.measure.interface import (
     Method,
     Reading,
 )
+from co2gate.quiet import quiet_codecarbon
 
 _PROC_CPUINFO = Path("/proc/cpuinfo")
 
@@ -131,6 +132,7 @@ class CodecarbonMeter(Meter):
         self._live_interval_s = live_interval_s
         self._tracker: Any = None
         self._log = _Collect()
+        self._quiet = True  # codecarbon's lines are collected, not printed
         self._rapl = False
         self._share: SocketShare | None = None
         self._model: str | None = None
@@ -140,9 +142,7 @@ class CodecarbonMeter(Meter):
             facts = read_cpu_facts(self._cpuinfo_path.read_text(errors="replace"))
         except OSError:
             facts = CpuFacts(model=None, threads_per_core=1, hypervisor=False)
-        # Silences codecarbon's import-time logging. co2gate's environment only: the
-        # command is already running with its own copy.
-        os.environ["CODECARBON_LOG_LEVEL"] = "critical"
+        self._quiet = quiet_codecarbon()
         with _cpu_brand_from(facts.model):
             from codecarbon import OfflineEmissionsTracker
             from codecarbon.core import cpu as cc_cpu
@@ -252,9 +252,11 @@ class CodecarbonMeter(Meter):
     def _quiet_codecarbon_logger(self) -> None:
         # Each tracker constructor attaches a StreamHandler to stderr, which would print in
         # the middle of the command's own output: swap it for a collector.
+        # With CODECARBON_LOG_LEVEL set, its own handler stays and the collector joins it.
         logger = logging.getLogger("codecarbon")
-        logger.handlers = [self._log]
-        logger.setLevel(logging.ERROR)
+        logger.handlers = [self._log] if self._quiet else [*logger.handlers, self._log]
+        if self._quiet:
+            logger.setLevel(logging.ERROR)
         logger.propagate = False
 
     @staticmethod
