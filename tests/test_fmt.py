@@ -1,0 +1,149 @@
+"""fmt: every figure as people read it.
+
+Expected strings are worked out by hand in the comments: three significant figures, then the
+unit that puts the number between 1 and 999.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, timezone
+
+import pytest
+
+from co2gate import fmt
+
+
+@pytest.mark.parametrize(
+    ("kg", "text"),
+    [
+        (0.0, "0 kg"),
+        (-0.0, "0 kg"),
+        (0.00000553, "5.53 mg"),  # 5.53e-6 kg x 1e6 = 5.53 mg
+        (0.000000553, "0.553 mg"),  # below a milligram the smallest unit goes on
+        (0.000001, "1 mg"),
+        (0.0009994, "999 mg"),  # 999.4 mg rounds to 999
+        (0.0009999, "1 g"),  # 999.9 mg rounds to 1,000 mg: that is 1 g, not 1000 mg
+        (0.001, "1 g"),
+        (0.00553, "5.53 g"),
+        (0.99994, "1 kg"),  # 999.94 g rounds to 1,000 g = 1 kg
+        (0.99996, "1 kg"),  # 999.96 g: 1 kg, not 1000 g
+        (0.9994, "999 g"),
+        (1.0, "1 kg"),
+        (1.2, "1.2 kg"),  # trailing zeros dropped: not 1.20 kg
+        (25.0, "25 kg"),
+        (146.0, "146 kg"),
+        (999.4, "999 kg"),
+        (999.6, "1 t"),  # 999.6 kg rounds to 1,000 kg = 1 t
+        (1234.5, "1.23 t"),  # 1.2345 t to three figures
+        (127_165.0, "127 t"),
+        (999_600.0, "1,000 t"),  # the largest unit goes on, with thousands separators
+        (1_234_500.0, "1,230 t"),  # 1,234.5 t to three figures
+        (-0.00553, "-5.53 g"),
+        (-1234.5, "-1.23 t"),
+    ],
+)
+def test_mass(kg: float, text: str) -> None:
+    assert fmt.mass(kg) == text
+
+
+def test_mass_never_uses_an_exponent() -> None:
+    for exponent in range(-12, 10):
+        for mantissa in (1.0, 1.5, 9.999):
+            assert "e" not in fmt.mass(mantissa * 10.0**exponent)
+    assert fmt.mass(1e-9) == "0.001 mg"  # 1e-9 kg = 1e-3 mg
+    assert fmt.mass(math.inf) == "inf kg" and fmt.mass(math.nan) == "nan kg"
+
+
+@pytest.mark.parametrize(
+    ("kwh", "text"),
+    [
+        (0.0, "0 kWh"),
+        (0.0000788, "78.8 mWh"),  # 7.88e-5 kWh x 1e6
+        (0.0009996, "1 Wh"),  # 999.6 mWh rounds to 1,000 mWh = 1 Wh
+        (0.0149, "14.9 Wh"),
+        (0.99996, "1 kWh"),  # 999.96 Wh
+        (1.2, "1.2 kWh"),
+        (999.6, "1 MWh"),
+        (289_012.3, "289 MWh"),
+        (1_234_500.0, "1,230 MWh"),
+        (-0.0149, "-14.9 Wh"),
+    ],
+)
+def test_energy(kwh: float, text: str) -> None:
+    assert fmt.energy(kwh) == text
+
+
+@pytest.mark.parametrize(
+    ("w", "text"),
+    [
+        (None, "-"),
+        (0.0, "0 W"),
+        (0.891, "891 mW"),
+        (0.9996, "1 W"),  # 999.6 mW
+        (700.0, "700 W"),
+        (999.96, "1 kW"),
+        (1500.0, "1.5 kW"),
+        (2_346_000.0, "2,350 kW"),  # 2,346 kW to three figures
+    ],
+)
+def test_power(w: float | None, text: str) -> None:
+    assert fmt.power(w) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.0, "0 s"),
+        (0.25, "0.25 s"),
+        (0.54, "0.54 s"),
+        (10.0, "10 s"),
+        (12.34, "12.3 s"),
+        (59.94, "59.9 s"),
+        (59.96, "1 min 00 s"),  # 60.0 s to three figures: a minute, not "60 s"
+        (245.0, "4 min 05 s"),  # 4 x 60 + 5
+        (720.0, "12 min 00 s"),
+        (3599.4, "59 min 59 s"),
+        (3599.6, "1 h 00 min"),  # 3,600 s once rounded
+        (3725.0, "1 h 02 min"),  # 3,600 + 2 x 60 + 5: 62.08 minutes
+        (4520.0, "1 h 15 min"),  # 75.33 minutes
+        (36_000.0, "10 h 00 min"),
+        (725_757.0, "201 h 36 min"),  # 12,095.95 minutes: 201 h 36 min
+        (3_600_000.0, "1,000 h 00 min"),
+    ],
+)
+def test_duration(seconds: float, text: str) -> None:
+    assert fmt.duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("km", "text"),
+    [
+        (0.0, "less than a metre"),
+        (0.0004, "less than a metre"),
+        (0.0009996, "1 m"),  # 0.9996 m rounds to 1 m
+        (0.0161, "16.1 m"),
+        (0.9996, "1 km"),
+        (40.2336, "40.2 km"),
+        (1234.5, "1,230 km"),
+    ],
+)
+def test_distance(km: float, text: str) -> None:
+    assert fmt.distance(km) == text
+
+
+def test_pct_count_day_year_left() -> None:
+    assert fmt.pct(0.5843) == "58.4%" and fmt.pct(0.8) == "80.0%" and fmt.pct(0.0) == "0.0%"
+    assert fmt.pct(0.93, 0) == "93%" and fmt.pct(None) == "-" and fmt.pct(-0.35, 0) == "-35%"
+    assert fmt.pct(10.5) == "1,050.0%"
+    assert fmt.count(1234.4) == "1,234" and fmt.count(365_000_000) == "365,000,000"
+    assert fmt.day(date(2026, 1, 1)) == "2026-01-01"
+    assert fmt.day(datetime(2026, 1, 1, 23, 59, tzinfo=timezone.utc)) == "2026-01-01"
+    # the budget year is [start, end): its last day is the day before end
+    assert fmt.year(date(2026, 1, 1), date(2027, 1, 1)) == "2026-01-01 to 2026-12-31"
+    assert fmt.year(date(2025, 4, 1), date(2026, 4, 1)) == "2025-04-01 to 2026-03-31"
+    assert fmt.year(date(2023, 3, 1), date(2024, 3, 1)) == "2023-03-01 to 2024-02-29"
+    assert fmt.left(350.0, 204.5) == "146 kg left"  # 145.5 kg to three figures
+    assert fmt.left(350.0, 350.0) == "0 kg left"
+    assert fmt.left(350.0, 360.0) == "10 kg over"
+    assert fmt.left(0.07, 0.0700553) == "55.3 mg over"  # 5.53e-5 kg
