@@ -507,7 +507,7 @@ def test_preflight_refuses_a_run_that_would_break_the_allocation(
     assert result.returncode == 1, result.stderr
     assert not marker.exists()
     assert "preflight: not started" in result.stderr and "300 g" in result.stderr
-    assert "exceeds the 0.700 kg training allocation" in result.stderr
+    assert "exceeds the 700 g training allocation" in result.stderr
     verdict = json.loads((in_repo / "co2gate-report" / "verdict.json").read_text())
     assert verdict["verdict"] == "fail" and verdict["recorded"] is False
     assert verdict["reasons"][0].startswith("preflight: ")
@@ -524,7 +524,7 @@ def test_preflight_refuses_a_run_over_the_per_run_limit(co2gate: CliRun, in_repo
         "run", "--preflight", "--label", "train", "--", PY, "-c", f"open({str(marker)!r}, 'w')"
     )
     assert result.returncode == 1 and not marker.exists()
-    assert "exceeds the 0.100 kg limit" in result.stderr
+    assert "exceeds the 100 g limit" in result.stderr
 
 
 def test_preflight_lets_a_run_within_budget_start(co2gate: CliRun, in_repo: Path) -> None:

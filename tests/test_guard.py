@@ -372,7 +372,7 @@ def test_the_smaller_limit_wins() -> None:
     assert budgets.run_limit_kg(budget, "inference", 3.0) == 3.0
     decision = budgets.decide(budget, "inference", 0.0, 4.0, max_kg=3.0)
     assert decision.verdict is budgets.Verdict.FAIL
-    assert "The run's 4.00 kg exceeds the 3.00 kg limit for one inference run." in decision.reasons
+    assert "The run's 4 kg exceeds the 3 kg limit for one inference run." in decision.reasons
 
 
 # Through the CLI, with the real sources: codecarbon's RAM estimate alone draws about 10 W,
@@ -424,7 +424,7 @@ def test_cli_a_guarded_run_exits_1_and_is_recorded(co2gate: CliRun, repo: Path) 
     assert run["limit_kg"] == 0.002  # --max-kg below the budget's 100 kg: it wins
     assert verdict["verdict"] == "fail"
     reason = next(r for r in verdict["reasons"] if r.startswith("Stopped by the guard at "))
-    assert reason.endswith("the limit is 0.00200 kg.")
+    assert reason.endswith("the limit is 2 g.")  # 0.002 kg
     assert len(ledger) == 1
     err = result.stderr
     assert "co2gate: guard: " in err and "reached the 0.002 kg limit" in err

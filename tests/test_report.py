@@ -224,7 +224,7 @@ def test_verdict_line_carries_the_deciding_numbers() -> None:
     assert "### ✅ co2gate PASS: `train`" in passed
     failed = (GOLDEN / "comment-fail.md").read_text(encoding="utf-8")
     assert failed.startswith("### ❌ co2gate FAIL")
-    assert "The run's 30.0 kg exceeds the 25.0 kg limit for one training run." in failed
+    assert "The run's 30 kg exceeds the 25 kg limit for one training run." in failed
     # main's latest train run: 4.5 kg; 30 / 4.5 - 1 = +566.7%; the cap 4.5 x 1.2 = 5.4 kg.
     assert "(+566.7%)" in failed and "allows up to 5.4 kg: ❌ exceeded" in failed
     warned = (GOLDEN / "comment-warn.md").read_text(encoding="utf-8")
