@@ -173,7 +173,13 @@ def test_the_worked_example_from_the_cli(co2gate: CliRun, in_repo: Path) -> None
     assert doc["verdict"]["run_kg"] == pytest.approx(doc["emissions_kg"])
     text = co2gate("estimate", *WORKED, *WORKED_SITE)
     assert text.returncode == 0, text.stderr
-    for figure in ("412,875 GPU-hours", "201.6 h", "289,012 kWh", "317,914 kWh", "127 t CO2e"):
+    # 412,875 GPU-hours / 2048 GPUs = 201.599 h = 201 h 36 min; 289,012 kWh = 289 MWh
+    for figure in (
+        "412,875 GPU-hours",
+        "wall time: 201 h 36 min on 2048 GPUs",
+        "energy: 289 MWh (289,012 kWh) at the GPUs, 318 MWh (317,914 kWh) with PUE 1.1",
+        "emissions: 127 t CO2e (127,165 kg)",
+    ):
         assert figure in text.stdout
     assert "PUE 1.1" in text.stdout and "400 gCO2e/kWh" in text.stdout
     assert "NVIDIA H100 Tensor Core GPU datasheet" in text.stdout

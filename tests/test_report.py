@@ -270,13 +270,6 @@ def test_usage_bar() -> None:
     assert report.usage_bar(190, 50, 200, 0.8) == "█" * 19 + "▓" + "▶"
 
 
-def test_durations() -> None:
-    assert report.fmt_duration(12.34) == "12.3 s"
-    assert report.fmt_duration(245) == "4 min 05 s"  # 4 x 60 + 5
-    assert report.fmt_duration(36_000) == "10 h 00 min"
-    assert report.fmt_duration(3_725) == "1 h 02 min"  # 3600 + 2 x 60 + 5
-
-
 def test_the_car_equivalence_by_hand() -> None:
     from co2gate.units import car_km
 
