@@ -1,4 +1,4 @@
-"""fmt: every figure as people read it.
+"""fmt: every figure as people read it, and the same figure reading the same on every face.
 
 Expected strings are worked out by hand in the comments: three significant figures, then the
 unit that puts the number between 1 and 999.
@@ -10,8 +10,11 @@ import math
 from datetime import date, datetime, timezone
 
 import pytest
+from test_report import BUDGET, YEAR, MemoryLedger, doc
 
-from co2gate import fmt
+from co2gate import budget as budgets
+from co2gate import fmt, gate, report
+from co2gate.guard import Guard, GuardStop, Watch
 
 
 @pytest.mark.parametrize(
@@ -147,3 +150,95 @@ def test_pct_count_day_year_left() -> None:
     assert fmt.left(350.0, 350.0) == "0 kg left"
     assert fmt.left(350.0, 360.0) == "10 kg over"
     assert fmt.left(0.07, 0.0700553) == "55.3 mg over"  # 5.53e-5 kg
+
+
+# One value through every face: the verdict line, the budget reasons, the guard's heartbeat and
+# stop note, measure's summary, and the rendered comment and job summary.
+
+
+@pytest.mark.parametrize(
+    ("kg", "text", "share", "rest", "elsewhere"),
+    [
+        # 199.5 kg used before + 1,234.5 kg = 1,434 kg of 350 kg: 409.7%, 1,084 kg over
+        (1234.5, "1.23 t", "409.7%", "1.08 t over", ("1230 kg", "1234 kg", "1.23e")),
+        # 199.5 kg + 5.53 mg of 350 kg: 57.0%, 150.49999 kg left
+        (5.53e-6, "5.53 mg", "57.0%", "150 kg left", ("0.00553 g", "0.00000553", "5.53e")),
+    ],
+)
+def test_one_value_reads_the_same_on_every_face(
+    kg: float, text: str, share: str, rest: str, elsewhere: tuple[str, ...]
+) -> None:
+    budget = budgets.parse(BUDGET, ".github/carbon-budget.yml")
+    d = doc(kg)
+    energy = fmt.energy(d["energy_kwh"]["total"])
+    gated = gate.gate(d, budget, MemoryLedger(YEAR), record=True)
+    decision = gated.decision
+    ctx = report.context(d, gated, budget)
+    faces = {
+        "verdict line": report.verdict_lines(decision, ())[0],
+        "reasons": " ".join(decision.reasons),
+        "guard reason": next(
+            r
+            for r in budgets.decide(budget, "training", 0, kg, stopped_by_guard=(kg, kg)).reasons
+            if r.startswith("Stopped by the guard")
+        ),
+        "heartbeat": Guard(Watch(limit_kg=25.0), pue=1.1, intensity_g_per_kwh=244.8).heartbeat_line(
+            36_000.0, d["energy_kwh"]["total"], kg
+        ),
+        "stop note": GuardStop(
+            limit_kg=kg / 2,
+            at_kg=kg,
+            energy_kwh=d["energy_kwh"]["total"],
+            after_s=36_000.0,
+            at=datetime(2026, 11, 20, 10, tzinfo=timezone.utc),
+            grace_s=10.0,
+            killed=False,
+        ).note(),
+        "summary lines": "\n".join(report.summary_lines(d)),
+        "comment": report.render("comment.md.j2", ctx),
+        "job summary": report.render("summary.md.j2", ctx),
+    }
+    assert f"after this run's {text}; {rest}" in faces["verdict line"]
+    assert f"({share} of it)" in faces["verdict line"]
+    assert f"this run's {text} brings it to" in faces["reasons"]
+    assert f"({share}, {rest})." in faces["reasons"]
+    assert faces["guard reason"].startswith(f"Stopped by the guard at {text}, the limit is ")
+    assert faces["heartbeat"] == f"10 h 00 min: {energy}, {text} CO2e so far (limit 25 kg)"
+    assert faces["stop note"].startswith(f"stopped by the guard at {text} CO2e (limit ")
+    assert "10 h 00 min into the run" in faces["stop note"]
+    assert f"{text} CO2e = {energy} x PUE 1.1" in faces["summary lines"]
+    assert f"{energy} in 10 h 00 min:" in faces["summary lines"]
+    for name in ("comment", "job summary"):
+        page = faces[name]
+        assert f"({share}) after this run's {text}; {rest};" in page, name
+        assert f"**{text} CO2e** = {energy} \N{MULTIPLICATION SIGN} PUE" in page, name
+        assert ", in 10 h 00 min." in page, name
+        assert f"**{energy}**" in page, name
+    for name, face in faces.items():
+        for other in elsewhere:
+            assert other not in face, (name, other)
+
+
+def test_the_budget_year_reads_the_same_in_the_comment_and_the_budget_command() -> None:
+    budget = budgets.parse(BUDGET, ".github/carbon-budget.yml")
+    ledger = MemoryLedger(YEAR)
+    d = doc(5.0)
+    gated = gate.gate(d, budget, ledger, record=False)
+    page = report.render("comment.md.j2", report.context(d, gated, budget))
+    table = report.standing_lines(gate.standing(budget, ledger, date(2026, 11, 20)))
+    assert "#### Budget, 2026-01-01 to 2026-12-31\n" in page
+    assert table[0].startswith("budget year 2026-01-01 to 2026-12-31: ")
+    assert "2027-01-01" not in page + "\n".join(table)
+
+
+def test_over_budget_says_by_how_much_everywhere() -> None:
+    # 199.5 kg used before + 160.2 kg = 359.7 kg of 350 kg: 9.7 kg over, 102.77%
+    budget = budgets.parse(BUDGET.replace("training: 25", "training: 500"), "b.yml")
+    d = doc(160.2)
+    gated = gate.gate(d, budget, MemoryLedger(YEAR), record=False)
+    page = report.render("comment.md.j2", report.context(d, gated, budget))
+    assert report.verdict_lines(gated.decision, ())[0].endswith("; 9.7 kg over; tier high")
+    assert "brings it to 360 kg (102.8%, 9.7 kg over)." in gated.decision.reasons[0]
+    assert "(102.8%) after this run's 160 kg; 9.7 kg over; tier high.**" in page
+    assert "| 9.7 kg over the 350 kg |" in page
+    assert "0 kg left" not in page
