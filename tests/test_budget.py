@@ -413,7 +413,7 @@ def test_the_worked_example_from_the_budget_literature() -> None:
     assert d.tier is Tier.MEDIUM
     assert d.reasons == (
         "training had used 200 kg of its 350 kg allocation (57.1%, 150 kg left); "
-        "this run's 50.0 kg brings it to 250 kg (71.4%, 100 kg left).",
+        "this run's 50 kg brings it to 250 kg (71.4%, 100 kg left).",
         "That is below the 80.0% warning level (280 kg).",
     )
 
@@ -438,7 +438,8 @@ def test_warn_at_the_warning_level_and_fail_past_the_allocation() -> None:
     assert over.verdict is Verdict.FAIL
     assert over.remaining_kg == pytest.approx(-10)  # the true figure, negative
     assert over.share == pytest.approx(360 / 350)
-    assert "brings it to 360 kg (103%, 10.0 kg over)" in over.reasons[0]
+    # 360 / 350 = 102.86%; 350 - 360 = -10 kg: 10 kg over
+    assert "brings it to 360 kg (102.9%, 10 kg over)" in over.reasons[0]
     assert "That exceeds the 350 kg training allocation." in over.reasons
 
 
@@ -447,7 +448,7 @@ def test_a_run_over_its_limit_fails_even_within_the_allocation() -> None:
     assert decide(b, "training", 0, 25).verdict is Verdict.PASS  # at the limit is not over it
     d = decide(b, "training", 0, 25.5)
     assert d.verdict is Verdict.FAIL
-    assert "The run's 25.5 kg exceeds the 25.0 kg limit for one training run." in d.reasons
+    assert "The run's 25.5 kg exceeds the 25 kg limit for one training run." in d.reasons
     assert decide(b, "inference", 0, 30).verdict is Verdict.PASS  # no limit for inference
 
 
@@ -466,18 +467,18 @@ def test_regression_fails_only_a_pull_request_with_a_base() -> None:
     )
     d = decide(b, "training", 0, 12.1, base_run_kg=10, is_pull_request=True)
     assert d.reasons[1] == (
-        "The run's 12.1 kg exceeds the 12.0 kg that regression.max_increase allows: "
-        "20.0% more than the base branch's 10.0 kg."
+        "The run's 12.1 kg exceeds the 12 kg that regression.max_increase allows: "
+        "20.0% more than the base branch's 10 kg."
     )
 
 
 def test_inference_projection_to_a_year() -> None:
     b = budget(inference_requests_per_year=3.65e8)
-    # 0.002 g = 2e-6 kg per request x 3.65e8 requests = 730 kg > 0.3 x 500 = 150 kg
+    # 2 mg = 2e-6 kg per request x 3.65e8 requests = 730 kg > 0.3 x 500 = 150 kg
     d = decide(b, "inference", 0, 0.01, per_request_kg=2e-6)
     assert d.verdict is Verdict.FAIL
     assert d.reasons[1] == (
-        "At 0.00200 g per request, 365,000,000 requests a year would emit 730 kg, "
+        "At 2 mg per request, 365,000,000 requests a year would emit 730 kg, "
         "more than the 150 kg inference allocation."
     )
     # 0.0004 g x 3.65e8 = 146 kg <= 150 kg
@@ -491,7 +492,7 @@ def test_on_exceed_warn_lets_a_failure_through_and_says_so() -> None:
     d = decide(b, "training", 340, 30)
     assert d.verdict is Verdict.WARN
     assert "That exceeds the 350 kg training allocation." in d.reasons
-    assert "The run's 30.0 kg exceeds the 25.0 kg limit for one training run." in d.reasons
+    assert "The run's 30 kg exceeds the 25 kg limit for one training run." in d.reasons
     assert d.reasons[-1] == "on_exceed: warn let it through: the check warns instead of failing."
 
 
@@ -511,12 +512,12 @@ def test_a_category_without_an_allocation_is_a_budget_error() -> None:
 def test_a_zero_share_fails_any_emission() -> None:
     d = decide(budget(allocations={"training": 0.0}), "training", 0, 0.5)
     assert (d.verdict, d.share, d.remaining_kg) == (Verdict.FAIL, None, -0.5)
-    assert "brings it to 0.500 kg (0.500 kg over)" in d.reasons[0]
+    assert "brings it to 500 g (500 g over)" in d.reasons[0]
 
 
-def test_tiny_runs_are_told_in_grams() -> None:
-    d = decide(budget(), "training", 0, 0.0000851)
-    assert "this run's 0.0851 g brings it to 0.0851 g" in d.reasons[0]
+def test_tiny_runs_are_told_in_milligrams() -> None:
+    d = decide(budget(), "training", 0, 0.0000851)  # 0.0000851 kg = 85.1 mg
+    assert "this run's 85.1 mg brings it to 85.1 mg" in d.reasons[0]
 
 
 @pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf])

@@ -173,7 +173,13 @@ def test_the_worked_example_from_the_cli(co2gate: CliRun, in_repo: Path) -> None
     assert doc["verdict"]["run_kg"] == pytest.approx(doc["emissions_kg"])
     text = co2gate("estimate", *WORKED, *WORKED_SITE)
     assert text.returncode == 0, text.stderr
-    for figure in ("412,875 GPU-hours", "201.6 h", "289,012 kWh", "317,914 kWh", "127 t CO2e"):
+    # 412,875 GPU-hours / 2048 GPUs = 201.599 h = 201 h 36 min; 289,012 kWh = 289 MWh
+    for figure in (
+        "412,875 GPU-hours",
+        "wall time: 201 h 36 min on 2048 GPUs",
+        "energy: 289 MWh (289,012 kWh) at the GPUs, 318 MWh (317,914 kWh) with PUE 1.1",
+        "emissions: 127 t CO2e (127,165 kg)",
+    ):
         assert figure in text.stdout
     assert "PUE 1.1" in text.stdout and "400 gCO2e/kWh" in text.stdout
     assert "NVIDIA H100 Tensor Core GPU datasheet" in text.stdout
@@ -507,7 +513,7 @@ def test_preflight_refuses_a_run_that_would_break_the_allocation(
     assert result.returncode == 1, result.stderr
     assert not marker.exists()
     assert "preflight: not started" in result.stderr and "300 g" in result.stderr
-    assert "exceeds the 0.700 kg training allocation" in result.stderr
+    assert "exceeds the 700 g training allocation" in result.stderr
     verdict = json.loads((in_repo / "co2gate-report" / "verdict.json").read_text())
     assert verdict["verdict"] == "fail" and verdict["recorded"] is False
     assert verdict["reasons"][0].startswith("preflight: ")
@@ -524,7 +530,7 @@ def test_preflight_refuses_a_run_over_the_per_run_limit(co2gate: CliRun, in_repo
         "run", "--preflight", "--label", "train", "--", PY, "-c", f"open({str(marker)!r}, 'w')"
     )
     assert result.returncode == 1 and not marker.exists()
-    assert "exceeds the 0.100 kg limit" in result.stderr
+    assert "exceeds the 100 g limit" in result.stderr
 
 
 def test_preflight_lets_a_run_within_budget_start(co2gate: CliRun, in_repo: Path) -> None:

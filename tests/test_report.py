@@ -225,7 +225,7 @@ def test_verdict_line_carries_the_deciding_numbers() -> None:
     assert "### ✅ co2gate PASS: `train`" in passed
     failed = (GOLDEN / "comment-fail.md").read_text(encoding="utf-8")
     assert failed.startswith("### ❌ co2gate FAIL")
-    assert "The run's 30.0 kg exceeds the 25.0 kg limit for one training run." in failed
+    assert "The run's 30 kg exceeds the 25 kg limit for one training run." in failed
     # main's latest train run: 4.5 kg; 30 / 4.5 - 1 = +566.7%; the cap 4.5 x 1.2 = 5.4 kg.
     assert "(+566.7%)" in failed and "allows up to 5.4 kg: ❌ exceeded" in failed
     warned = (GOLDEN / "comment-warn.md").read_text(encoding="utf-8")
@@ -269,13 +269,6 @@ def test_usage_bar() -> None:
     assert report.usage_bar(100, 50, 200, 0.8) == "█" * 10 + "▓" * 5 + "░" + "┊" + "░" * 3
     assert report.usage_bar(0, 0.001, 200, 0.8) == "▓" + "░" * 15 + "┊" + "░" * 3
     assert report.usage_bar(190, 50, 200, 0.8) == "█" * 19 + "▓" + "▶"
-
-
-def test_durations() -> None:
-    assert report.fmt_duration(12.34) == "12.3 s"
-    assert report.fmt_duration(245) == "4 min 05 s"  # 4 x 60 + 5
-    assert report.fmt_duration(36_000) == "10 h 00 min"
-    assert report.fmt_duration(3_725) == "1 h 02 min"  # 3600 + 2 x 60 + 5
 
 
 def test_the_car_equivalence_by_hand() -> None:

@@ -21,7 +21,7 @@ import yaml
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node
 
-from co2gate import intensity
+from co2gate import fmt, intensity
 from co2gate.errors import InputError
 from co2gate.sci import EMBODIED_SOURCE, Embodied
 
@@ -635,27 +635,10 @@ def run_limit_kg(budget: Budget, category: str, max_kg: float | None = None) -> 
     return min(caps) if caps else None
 
 
-def _sig3(x: float) -> str:
-    """A number to 3 significant figures, without an exponent."""
-    if x == 0 or not math.isfinite(x):
-        return f"{x:g}"
-    decimals = 2 - math.floor(math.log10(abs(x)))
-    return f"{round(x, decimals):.{max(decimals, 0)}f}"
-
-
-def _kg(x: float) -> str:
-    return f"{_sig3(x * 1000)} g" if 0 < abs(x) < 0.001 else f"{_sig3(x)} kg"
-
-
-def _pct(fraction: float) -> str:
-    return f"{_sig3(fraction * 100)}%"
-
-
 def _standing(amount: float, allocation: float) -> str:
     """'(57.1%, 150 kg left)': how far into its allocation a category is."""
-    left = allocation - amount
-    rest = f"{_kg(left)} left" if left >= 0 else f"{_kg(-left)} over"
-    return f"({_pct(amount / allocation)}, {rest})" if allocation > 0 else f"({rest})"
+    rest = fmt.left(allocation, amount)
+    return f"({fmt.pct(amount / allocation)}, {rest})" if allocation > 0 else f"({rest})"
 
 
 def _check_inputs(**kg: float | None) -> None:
@@ -679,31 +662,35 @@ def _failures(
     """A sentence for each rule of PRODUCT.md section 4 that this run breaks."""
     broken = []
     if after_kg > allocation:
-        broken.append(f"That exceeds the {_kg(allocation)} {category} allocation.")
+        broken.append(f"That exceeds the {fmt.mass(allocation)} {category} allocation.")
     if stopped_by_guard is not None:
         at_kg, cap_kg = stopped_by_guard
-        broken.append(f"Stopped by the guard at {_kg(at_kg)}, the limit is {_kg(cap_kg)}.")
+        broken.append(
+            f"Stopped by the guard at {fmt.mass(at_kg)}, the limit is {fmt.mass(cap_kg)}."
+        )
     limit = run_limit_kg(budget, category, max_kg)
     if limit is not None and run_kg > limit:
         broken.append(
-            f"The run's {_kg(run_kg)} exceeds the {_kg(limit)} limit for one {category} run."
+            f"The run's {fmt.mass(run_kg)} exceeds the {fmt.mass(limit)} limit for one "
+            f"{category} run."
         )
     most = budget.regression_max_increase
     if is_pull_request and base_run_kg is not None and most is not None:
         cap = base_run_kg * (1 + most)
         if run_kg > cap:
             broken.append(
-                f"The run's {_kg(run_kg)} exceeds the {_kg(cap)} that regression.max_increase "
-                f"allows: {_pct(most)} more than the base branch's {_kg(base_run_kg)}."
+                f"The run's {fmt.mass(run_kg)} exceeds the {fmt.mass(cap)} that "
+                f"regression.max_increase allows: {fmt.pct(most)} more than the base branch's "
+                f"{fmt.mass(base_run_kg)}."
             )
     per_year = budget.inference_requests_per_year
     if category == "inference" and per_request_kg is not None and per_year is not None:
         projected = per_request_kg * per_year
         if projected > allocation:
             broken.append(
-                f"At {_sig3(per_request_kg * 1000)} g per request, {per_year:,.0f} requests a "
-                f"year would emit {_kg(projected)}, more than the {_kg(allocation)} inference "
-                "allocation."
+                f"At {fmt.mass(per_request_kg)} per request, {fmt.count(per_year)} requests a "
+                f"year would emit {fmt.mass(projected)}, more than the {fmt.mass(allocation)} "
+                "inference allocation."
             )
     return broken
 
@@ -736,9 +723,9 @@ def decide(
     allocation = allocation_kg(budget, category)
     after = used_before_kg + run_kg
     reasons = [
-        f"{category} had used {_kg(used_before_kg)} of its {_kg(allocation)} allocation "
-        f"{_standing(used_before_kg, allocation)}; this run's {_kg(run_kg)} brings it to "
-        f"{_kg(after)} {_standing(after, allocation)}."
+        f"{category} had used {fmt.mass(used_before_kg)} of its {fmt.mass(allocation)} allocation "
+        f"{_standing(used_before_kg, allocation)}; this run's {fmt.mass(run_kg)} brings it to "
+        f"{fmt.mass(after)} {_standing(after, allocation)}."
     ]
     broken = _failures(
         budget,
@@ -761,11 +748,13 @@ def decide(
             reasons.append("on_exceed: warn let it through: the check warns instead of failing.")
     elif after >= warn_line:
         verdict = Verdict.WARN
-        reasons.append(f"That reaches the {_pct(budget.warn_at)} warning level ({_kg(warn_line)}).")
+        reasons.append(
+            f"That reaches the {fmt.pct(budget.warn_at)} warning level ({fmt.mass(warn_line)})."
+        )
     else:
         verdict = Verdict.PASS
         reasons.append(
-            f"That is below the {_pct(budget.warn_at)} warning level ({_kg(warn_line)})."
+            f"That is below the {fmt.pct(budget.warn_at)} warning level ({fmt.mass(warn_line)})."
         )
     return Decision(
         verdict=verdict,

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from co2gate import __version__, units
+from co2gate import __version__, fmt, units
 from co2gate.intensity import Intensity
 from co2gate.measure.interface import Component, Method
 from co2gate.runner import ChildResult, MeterOutcome
@@ -97,8 +97,9 @@ def build(
         notes.extend(reading.notes)
         if coverage < 0.99:
             notes.append(
-                f"{outcome.name} was ready {ready:.2f} s after the command started: it measured "
-                f"{coverage:.0%} of the run and the rest is extrapolated at its mean power"
+                f"{outcome.name} was ready {fmt.duration(ready)} after the command started: it "
+                f"measured {fmt.pct(coverage, 0)} of the run and the rest is extrapolated at its "
+                "mean power"
             )
 
     stop = child.guard_stop

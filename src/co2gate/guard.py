@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from co2gate import units
+from co2gate import fmt, units
 from co2gate.intensity import Intensity
 
 GUARD_INTERVAL_S = 1.0  # how often the guard reads the sources; tests lower it
@@ -102,10 +102,10 @@ class GuardStop:
         """A sentence for emissions.json's notes and the report."""
         how = "SIGTERM to its process group"
         if self.killed:
-            how += f", then SIGKILL after the {fmt_seconds(self.grace_s)} grace"
+            how += f", then SIGKILL after the {fmt.duration(self.grace_s)} grace"
         return (
-            f"stopped by the guard at {fmt_number(self.at_kg)} kg CO2e (limit "
-            f"{fmt_number(self.limit_kg)} kg), {fmt_seconds(self.after_s)} into the run "
+            f"stopped by the guard at {fmt.mass(self.at_kg)} CO2e (limit "
+            f"{fmt.mass(self.limit_kg)}), {fmt.duration(self.after_s)} into the run "
             f"({self.at.isoformat(timespec='seconds')}): {how}; the figures include its shutdown"
         )
 
@@ -207,9 +207,9 @@ class Guard:
     ) -> None:
         grace = self.watch.grace_s
         self.say(
-            f"guard: {fmt_number(kg)} kg CO2e reached the {fmt_number(limit)} kg limit "
-            f"{fmt_seconds(after)} into the run: stopping the command (SIGTERM to its process "
-            f"group, SIGKILL after {fmt_seconds(grace)})"
+            f"guard: {fmt.mass(kg)} CO2e reached the {fmt.mass(limit)} limit "
+            f"{fmt.duration(after)} into the run: stopping the command (SIGTERM to its process "
+            f"group, SIGKILL after {fmt.duration(grace)})"
         )
         stop = GuardStop(limit, kg, energy, after, at, grace, killed=False)
         self._stop = stop
@@ -218,19 +218,19 @@ class Guard:
             return
         self._stop = GuardStop(limit, kg, energy, after, at, grace, killed=True)
         self.say(
-            f"guard: the command was still running {fmt_seconds(grace)} after SIGTERM: SIGKILL"
+            f"guard: the command was still running {fmt.duration(grace)} after SIGTERM: SIGKILL"
         )
         kill(signal.SIGKILL)
 
     def heartbeat_line(self, elapsed_s: float, energy: float | None, kg: float | None) -> str:
-        """'12 min: 1.2 kWh, 0.48 kg CO2e so far (limit 25 kg)'."""
+        """'12 min 00 s: 1.2 kWh, 480 g CO2e so far (limit 25 kg)'."""
         if energy is None or kg is None:
             figures = "no energy reading yet"
         else:
-            figures = f"{fmt_number(energy)} kWh, {fmt_number(kg)} kg CO2e so far"
+            figures = f"{fmt.energy(energy)}, {fmt.mass(kg)} CO2e so far"
         limit = self.watch.limit_kg
-        cap = f" (limit {fmt_number(limit)} kg)" if limit is not None else ""
-        return f"{fmt_seconds(elapsed_s)}: {figures}{cap}"
+        cap = f" (limit {fmt.mass(limit)})" if limit is not None else ""
+        return f"{fmt.duration(elapsed_s)}: {figures}{cap}"
 
 
 def _safely(read: EnergySoFar) -> float | None:
@@ -239,24 +239,3 @@ def _safely(read: EnergySoFar) -> float | None:
         return read()
     except Exception:
         return None
-
-
-def fmt_number(x: float) -> str:
-    """Three significant figures, no exponent, no trailing zeros: 1.2, 0.48, 0.000123, 25."""
-    if x == 0 or not math.isfinite(x):
-        return f"{x:g}"
-    decimals = max(2 - math.floor(math.log10(abs(x))), 0)
-    text = f"{round(x, decimals):.{decimals}f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def fmt_seconds(s: float) -> str:
-    """'0.4 s', '45 s', '12 min', '2 h 05 min'."""
-    if s < 10:
-        return f"{s:.1f} s"
-    if s < 60:
-        return f"{s:.0f} s"
-    if s < 3600:
-        return f"{s / 60:.0f} min"
-    hours, minutes = divmod(round(s / 60), 60)
-    return f"{hours} h {minutes:02d} min"

@@ -8,7 +8,7 @@ import math
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
@@ -16,52 +16,24 @@ from urllib.parse import quote
 import jinja2
 from markupsafe import Markup
 
-from co2gate import __version__, units
+from co2gate import __version__, fmt, units
 from co2gate.budget import Budget, Gated
 from co2gate.errors import InputError
 from co2gate.intensity import Intensity
 from co2gate.measure.interface import Method
 
 
-def fmt_energy(kwh: float) -> str:
-    """kWh as kWh, Wh or mWh, three significant figures."""
-    if kwh < 0:
-        return "-" + fmt_energy(-kwh)
-    if kwh == 0:
-        return "0 kWh"
-    if kwh >= 1:
-        return f"{kwh:.3g} kWh"
-    if kwh * 1e3 >= 1:
-        return f"{kwh * 1e3:.3g} Wh"
-    return f"{kwh * 1e6:.3g} mWh"
-
-
-def fmt_mass(kg: float) -> str:
-    """kg CO2e as t, kg, g or mg, three significant figures."""
-    if kg < 0:
-        return "-" + fmt_mass(-kg)
-    if kg == 0:
-        return "0 kg"
-    if kg >= 1000:
-        return f"{kg / 1000:.3g} t"
-    if kg >= 1:
-        return f"{kg:.3g} kg"
-    if kg * 1e3 >= 1:
-        return f"{kg * 1e3:.3g} g"
-    return f"{kg * 1e6:.3g} mg"
-
-
 def summary_lines(doc: Mapping[str, Any]) -> list[str]:
     """The few lines `co2gate measure` prints on stderr after the command's own output."""
     energy, methods = doc["energy_kwh"], doc["methods"]
     parts = ", ".join(
-        f"{c} {fmt_energy(energy[c])} ({methods[c]})" if methods[c] != "none" else f"{c} none"
+        f"{c} {fmt.energy(energy[c])} ({methods[c]})" if methods[c] != "none" else f"{c} none"
         for c in ("cpu", "gpu", "ram")
     )
     run = doc["run"]
     lines = [
-        f"{fmt_energy(energy['total'])} in {run['duration_s']:.1f} s: {parts}",
-        f"{fmt_mass(doc['emissions_kg'])} CO2e = {fmt_energy(energy['total'])} x PUE {doc['pue']:g}"
+        f"{fmt.energy(energy['total'])} in {fmt.duration(run['duration_s'])}: {parts}",
+        f"{fmt.mass(doc['emissions_kg'])} CO2e = {fmt.energy(energy['total'])} x PUE {doc['pue']:g}"
         f" x {doc['intensity_g_per_kwh']:.4g} g/kWh ({doc['intensity_source']})",
     ]
     lines += [f"note: {note}" for note in doc["notes"]]
@@ -71,11 +43,11 @@ def summary_lines(doc: Mapping[str, Any]) -> list[str]:
 def verdict_lines(decision: Any, notes: Sequence[str]) -> list[str]:
     """The verdict after a gated run: the decision with its numbers, then the reasons."""
     d = decision.to_json()
-    share = f" ({d['share']:.1%} of it)" if d["share"] is not None else ""
+    share = f" ({fmt.pct(d['share'])} of it)" if d["share"] is not None else ""
     lines = [
-        f"{d['verdict'].upper()}: {d['category']} {fmt_mass(d['after_kg'])} of "
-        f"{fmt_mass(d['allocation_kg'])}{share} after this run's {fmt_mass(d['run_kg'])}; "
-        f"{fmt_mass(max(d['remaining_kg'], 0.0))} left; tier {d['tier']}"
+        f"{d['verdict'].upper()}: {d['category']} {fmt.mass(d['after_kg'])} of "
+        f"{fmt.mass(d['allocation_kg'])}{share} after this run's {fmt.mass(d['run_kg'])}; "
+        f"{fmt.left(d['allocation_kg'], d['after_kg'])}; tier {d['tier']}"
     ]
     lines += list(d["reasons"])
     lines += [f"note: {note}" for note in notes]
@@ -84,35 +56,26 @@ def verdict_lines(decision: Any, notes: Sequence[str]) -> list[str]:
 
 def standing_lines(standing: Mapping[str, Any]) -> list[str]:
     """`co2gate budget` as a terminal table."""
+    start, end = (date.fromisoformat(standing[k]) for k in ("year_start", "year_end"))
     lines = [
-        f"budget year {standing['year_start']} to {standing['year_end']}: "
-        f"{fmt_mass(standing['used_kg'])} of {fmt_mass(standing['annual_budget_kg'])} used",
+        f"budget year {fmt.year(start, end)}: "
+        f"{fmt.mass(standing['used_kg'])} of {fmt.mass(standing['annual_budget_kg'])} used",
         "",
         f"{'category':<16}{'allocated':>12}{'used':>12}{'remaining':>12}{'share':>8}{'runs':>6}",
     ]
     for c in standing["categories"]:
-        share = f"{c['share']:.1%}" if c["share"] is not None else "-"
         lines.append(
-            f"{c['category']:<16}{fmt_mass(c['allocation_kg']):>12}{fmt_mass(c['used_kg']):>12}"
-            f"{fmt_mass(c['remaining_kg']):>12}{share:>8}{c['runs']:>6}"
+            f"{c['category']:<16}{fmt.mass(c['allocation_kg']):>12}{fmt.mass(c['used_kg']):>12}"
+            f"{fmt.mass(c['remaining_kg']):>12}{fmt.pct(c['share']):>8}{c['runs']:>6}"
         )
     if standing["top_runs"]:
         lines += ["", "runs that used the most:"]
         lines += [
-            f"  {fmt_mass(float(r['emissions_kg'])):>10}  {r['category']:<12} {r['label']}"
+            f"  {fmt.mass(float(r['emissions_kg'])):>10}  {r['category']:<12} {r['label']}"
             f"  {r['ended_at'][:10]}"
             for r in standing["top_runs"]
         ]
     return lines
-
-
-def _big_energy(kwh: float) -> str:
-    """fmt_energy, with thousands of kWh written out (289,012 kWh) rather than as 2.89e+05."""
-    return f"{kwh:,.0f} kWh" if kwh >= 1000 else fmt_energy(kwh)
-
-
-def _hours(hours: float) -> str:
-    return f"{hours:,.1f} h" if hours >= 10 else f"{hours:.3g} h"
 
 
 def _history_sentence(doc: Mapping[str, Any]) -> str:
@@ -120,11 +83,16 @@ def _history_sentence(doc: Mapping[str, Any]) -> str:
     h, label = doc["history"], doc["inputs"]["label"]
     kg = h["emissions_kg"]
     if h["runs"] == 1:
-        return f"the only recorded run of {label!r} emitted {fmt_mass(kg['median'])} CO2e"
+        return f"the only recorded run of {label!r} emitted {fmt.mass(kg['median'])} CO2e"
     return (
-        f"the last {h['runs']} runs of {label!r} emitted a median of {fmt_mass(kg['median'])} "
-        f"CO2e (min {fmt_mass(kg['min'])}, p90 {fmt_mass(kg['p90'])}, max {fmt_mass(kg['max'])})"
+        f"the last {h['runs']} runs of {label!r} emitted a median of {fmt.mass(kg['median'])} "
+        f"CO2e (min {fmt.mass(kg['min'])}, p90 {fmt.mass(kg['p90'])}, max {fmt.mass(kg['max'])})"
     )
+
+
+def _exact(value: float, unit: str) -> str:
+    """' (289,012 kWh)': a figure in the thousands written out beside its rounded form."""
+    return f" ({fmt.count(value)} {unit})" if value >= 1000 else ""
 
 
 def estimate_lines(doc: Mapping[str, Any]) -> list[str]:
@@ -137,13 +105,14 @@ def estimate_lines(doc: Mapping[str, Any]) -> list[str]:
             f"{str(h['first_ended_at'])[:10]} to {str(h['last_ended_at'])[:10]}"
         ]
         if h["energy_kwh"] is not None:
-            lines.append(f"  energy per run: median {fmt_energy(h['energy_kwh']['median'])}")
+            lines.append(f"  energy per run: median {fmt.energy(h['energy_kwh']['median'])}")
         if doc["wall_hours"] is not None:
-            lines.append(f"  duration per run: median {_hours(doc['wall_hours'])}")
+            median = fmt.duration(doc["wall_hours"] * units.SECONDS_PER_HOUR)
+            lines.append(f"  duration per run: median {median}")
         lines.append(f"  intensity: {doc['intensity_source']}")
     else:
         gpu = i["gpu"] or "GPU"
-        each = f"{i['watts_per_gpu']:g} W each"
+        each = f"{fmt.power(i['watts_per_gpu'])} each"
         if doc["mode"] == "compute":
             head = (
                 f"projection from compute: {i['flops']:.4g} FLOP on {gpu} at "
@@ -151,18 +120,18 @@ def estimate_lines(doc: Mapping[str, Any]) -> list[str]:
                 f"{i['precision']} peak, {each}"
             )
         else:
-            hours = _hours(i["hours"])
+            hours = fmt.duration(i["hours"] * units.SECONDS_PER_HOUR)
             head = f"projection from hardware: {i['gpus']} x {gpu} at {each} for {hours}"
-        gpu_hours = doc["gpu_hours"]
+        gpu_hours, kwh, pue_kwh = doc["gpu_hours"], doc["energy_kwh"], doc["energy_with_pue_kwh"]
         lines = [
             head,
-            f"  GPU time: {gpu_hours:,.0f} GPU-hours"
+            f"  GPU time: {fmt.count(gpu_hours)} GPU-hours"
             if gpu_hours >= 100
             else f"  GPU time: {gpu_hours:.3g} GPU-hours",
-            f"  wall time: {_hours(doc['wall_hours'])} on "
+            f"  wall time: {fmt.duration(doc['wall_hours'] * units.SECONDS_PER_HOUR)} on "
             + ("1 GPU" if i["gpus"] == 1 else f"{i['gpus']} GPUs"),
-            f"  energy: {_big_energy(doc['energy_kwh'])} at the GPUs, "
-            f"{_big_energy(doc['energy_with_pue_kwh'])} with PUE {doc['pue']:g}",
+            f"  energy: {fmt.energy(kwh)}{_exact(kwh, 'kWh')} at the GPUs, "
+            f"{fmt.energy(pue_kwh)}{_exact(pue_kwh, 'kWh')} with PUE {doc['pue']:g}",
             f"  intensity: {doc['intensity_g_per_kwh']:.4g} gCO2e/kWh ({doc['intensity_source']})",
         ]
         if i["gpu"]:
@@ -170,14 +139,13 @@ def estimate_lines(doc: Mapping[str, Any]) -> list[str]:
         if i["watts_source"] == "--watts":
             lines.append(f"  power: {each}, from --watts")
     kg = doc["emissions_kg"]
-    exact = f" ({kg:,.0f} kg)" if kg >= 1000 else ""
-    lines.append(f"  emissions: {fmt_mass(kg)} CO2e{exact}")
+    lines.append(f"  emissions: {fmt.mass(kg)} CO2e{_exact(kg, 'kg')}")
     v = doc["verdict"]
-    share = f" ({v['share']:.1%} of it)" if v["share"] is not None else ""
+    share = f" ({fmt.pct(v['share'])} of it)" if v["share"] is not None else ""
     lines.append(
-        f"{v['verdict'].upper()}: {v['category']} would be at {fmt_mass(v['after_kg'])} of "
-        f"{fmt_mass(v['allocation_kg'])}{share} after this run; "
-        f"{fmt_mass(max(v['remaining_kg'], 0.0))} left; tier {v['tier']}"
+        f"{v['verdict'].upper()}: {v['category']} would be at {fmt.mass(v['after_kg'])} of "
+        f"{fmt.mass(v['allocation_kg'])}{share} after this run; "
+        f"{fmt.left(v['allocation_kg'], v['after_kg'])}; tier {v['tier']}"
     )
     lines += list(v["reasons"])
     return lines
@@ -193,7 +161,7 @@ def preflight_line(doc: Mapping[str, Any]) -> str:
     v = doc["verdict"]
     return (
         f"preflight: {v['verdict'].upper()}: {_history_sentence(doc)}; {v['category']} would "
-        f"be at {fmt_mass(v['after_kg'])} of {fmt_mass(v['allocation_kg'])} after it; starting"
+        f"be at {fmt.mass(v['after_kg'])} of {fmt.mass(v['allocation_kg'])} after it; starting"
     )
 
 
@@ -395,6 +363,7 @@ def _verdict(gated: Gated, budget: Budget) -> dict[str, Any]:
     return d.to_json() | {
         "year_start": start.isoformat() if start else "",
         "year_end": (end - timedelta(days=1)).isoformat() if end else "",  # inclusive
+        "year": fmt.year(start, end) if start and end else "",
         "warn_kg": d.warn_at * d.allocation_kg,
         "recorded": gated.recorded,
         "on_exceed": budget.on_exceed.value,
@@ -484,15 +453,16 @@ def environment(template_dir: Path | None = None) -> jinja2.Environment:
         autoescape=False,
     )
     env.filters.update(
-        kg=lambda kg: Markup(fmt_mass(kg)),
-        kwh=lambda kwh: Markup(fmt_energy(kwh)),
-        w=fmt_power,
-        pct=fmt_pct,
+        kg=lambda kg: Markup(fmt.mass(kg)),
+        kwh=lambda kwh: Markup(fmt.energy(kwh)),
+        w=lambda w: Markup(fmt.power(w)),
+        pct=lambda fraction, digits=1: Markup(fmt.pct(fraction, digits)),
+        left=lambda allocation_kg, used_kg: Markup(fmt.left(allocation_kg, used_kg)),
         code=code,
         num=num,
-        km=fmt_distance,
-        count=lambda n: Markup(f"{n:,.0f}"),
-        duration=fmt_duration,
+        km=lambda km: Markup(fmt.distance(km)),
+        count=lambda n: Markup(fmt.count(n)),
+        duration=lambda seconds: Markup(fmt.duration(seconds)),
         mermaid=mermaid,
         url=url,
     )
@@ -553,36 +523,6 @@ def _finalize(value: object) -> object:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return value
     return md(value)
-
-
-def fmt_duration(seconds: float) -> Markup:
-    """12.3 s, 4 min 05 s, 10 h 00 min."""
-    if seconds < 60:
-        return Markup(f"{seconds:.3g} s")
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return Markup(f"{minutes} min {secs:02d} s")
-    return Markup(f"{minutes // 60} h {minutes % 60:02d} min")
-
-
-def fmt_distance(km: float) -> Markup:
-    """A distance as km or m, three significant figures; "less than a metre" below."""
-    if km >= 1:
-        return Markup(f"{km:.3g} km")
-    if km * 1000 >= 1:
-        return Markup(f"{km * 1000:.3g} m")
-    return Markup("less than a metre")
-
-
-def fmt_power(watts: float | None) -> Markup:
-    """W or kW, three significant figures."""
-    if watts is None:
-        return Markup("-")
-    return Markup(f"{watts / 1000:.3g} kW" if watts >= 1000 else f"{watts:.3g} W")
-
-
-def fmt_pct(fraction: float | None, digits: int = 1) -> Markup:
-    return Markup("-" if fraction is None else f"{fraction * 100:.{digits}f}%")
 
 
 def num(value: float) -> Markup:

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from co2gate import fmt
 from co2gate.measure.interface import (
     Component,
     ComponentReading,
@@ -267,7 +268,8 @@ class NvmlMeter(Meter):
             with self._lock:
                 gpu.active = False
                 self._notes.append(
-                    f"{e}; its energy covers only the first {gpu.last_good_t - self._t0:.1f} s"
+                    f"{e}; its energy covers only the first "
+                    f"{fmt.duration(gpu.last_good_t - self._t0)}"
                 )
             return
         utilization: float | None = None
@@ -378,7 +380,7 @@ class NvmlMeter(Meter):
             )
         if window_s < SHORT_WINDOW_S and any(gpu.has_counter for gpu in self._gpus):
             notes.append(
-                f"GPU window was {window_s:.1f} s: NVML's counter reads low under about 2 s"
+                f"GPU window was {fmt.duration(window_s)}: NVML's counter reads low under about 2 s"
             )
         total_kwh = sum(g.energy_kwh for g in gpus)
         return Reading(
