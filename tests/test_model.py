@@ -45,7 +45,7 @@ def document(
         pue=1.1,
         labels=emissions.RunLabels("train", "training", requests=requests),
         ci=ci,
-    )
+    ).to_json()
 
 
 def child(seconds: float = 600.0, guard_stop: GuardStop | None = None) -> ChildResult:
@@ -203,6 +203,22 @@ def test_other_runs_round_trip(case: str, tmp_path: Path) -> None:
     else:
         doc = document(child(), [cpu_ram()], intensity=model.MAX_INTENSITY_G_PER_KWH)
     round_trips(doc)
+
+
+def test_build_returns_the_record_from_json_reads_back(tmp_path: Path) -> None:
+    m = emissions.build(
+        child(guard_stop=stopped()),
+        [two_gpus(), cpu_ram()],
+        resolve(Location(intensity_g_per_kwh=400.0, pue=1.1)),
+        pue=1.1,
+        labels=emissions.RunLabels("train", "training", requests=5000),
+        ci=pull_request_ci(tmp_path),
+    )
+    assert Measurement.from_json(json.loads(json.dumps(m.to_json())), SOURCE) == m
+    assert m.run.started_at == START.replace(microsecond=123_000)  # to the millisecond
+    # emissions_kg = energy_kwh.total x pue x intensity / 1000, by hand:
+    # (0.01 + 0.2 + 0.002) kWh x 1.1 x 400 g/kWh / 1000 = 0.09328 kg
+    assert m.energy_kwh.total == pytest.approx(0.212) and m.emissions_kg == pytest.approx(0.09328)
 
 
 def shape(value: object) -> Any:

@@ -375,6 +375,14 @@ class Measurement:
         return _Reader(source).measurement(obj)
 
 
+def read_timestamp(value: object, source: str, path: str) -> datetime:
+    """An ISO 8601 timestamp checked as from_json checks one (a codecarbon CSV has them too).
+
+    Raises MeasurementError: `source: path: what is wrong`.
+    """
+    return _Reader(source).date(value, path)
+
+
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds")
 
