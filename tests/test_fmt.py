@@ -172,7 +172,7 @@ def test_one_value_reads_the_same_on_every_face(
 ) -> None:
     budget = budgets.parse(BUDGET, ".github/carbon-budget.yml")
     d = doc(kg)
-    energy = fmt.energy(d["energy_kwh"]["total"])
+    energy = fmt.energy(d.energy_kwh.total)
     gated = gate.gate(d, budget, MemoryLedger(YEAR), record=True)
     decision = gated.decision
     ctx = report.context(d, gated, budget)
@@ -186,11 +186,11 @@ def test_one_value_reads_the_same_on_every_face(
         ),
         "heartbeat": Guard(
             Watch(limit_kg=25.0), pue=1.1, price=lambda: Intensity(244.8, "a test intensity")
-        ).heartbeat_line(36_000.0, d["energy_kwh"]["total"], kg),
+        ).heartbeat_line(36_000.0, d.energy_kwh.total, kg),
         "stop note": GuardStop(
             limit_kg=kg / 2,
             at_kg=kg,
-            energy_kwh=d["energy_kwh"]["total"],
+            energy_kwh=d.energy_kwh.total,
             after_s=36_000.0,
             at=datetime(2026, 11, 20, 10, tzinfo=timezone.utc),
             grace_s=10.0,

@@ -296,7 +296,7 @@ def test_the_partial_run_is_written_with_the_guards_note(tmp_path: Path) -> None
     )
     assert measured.stopped_by_guard and measured.exit_code == 128 + signal.SIGTERM
     doc = json.loads((tmp_path / "emissions.json").read_text())
-    assert doc == measured.doc
+    assert doc == measured.measurement.to_json()
     run = doc["run"]
     assert run["stopped_by_guard"] is True and run["limit_kg"] == CAP_KG
     assert run["guard"]["signals"] == ["SIGTERM"] and run["guard"]["limit_kg"] == CAP_KG
@@ -316,13 +316,13 @@ def test_the_partial_run_is_written_with_the_guards_note(tmp_path: Path) -> None
     budget = budgets.parse(
         "version: 1\nannual_budget_kg: 1000\nallocations: {training: 1}\n", "test"
     )
-    gated = gate.gate(doc, budget, NoneLedger(), record=False)
+    gated = gate.gate(measured.measurement, budget, NoneLedger(), record=False)
     assert gated.decision.verdict is budgets.Verdict.FAIL
     assert any(r.startswith("Stopped by the guard at ") for r in gated.decision.reasons)
     warn = budgets.parse(
         "version: 1\nannual_budget_kg: 1000\nallocations: {training: 1}\non_exceed: warn\n", "t"
     )
-    warned = gate.gate(doc, warn, NoneLedger(), record=False).decision
+    warned = gate.gate(measured.measurement, warn, NoneLedger(), record=False).decision
     assert warned.verdict is budgets.Verdict.WARN  # on_exceed keeps its meaning
     assert any(r.startswith("Stopped by the guard at ") for r in warned.reasons)
 

@@ -20,6 +20,7 @@ from co2gate.ledger.branch import README, BranchLedger
 from co2gate.ledger.file import FileLedger
 from co2gate.ledger.interface import shards_between, to_line, utc_day
 from co2gate.ledger.none import NoneLedger
+from co2gate.model import Measurement
 
 REPO = "octo/lab"
 BRANCH = "co2gate-ledger"
@@ -127,7 +128,7 @@ def test_make_entry_from_a_ci_run() -> None:
         "run_attempt": "2",
         "server_url": "https://github.com",
     }
-    e = make_entry(emissions_doc(ci), "training")
+    e = make_entry(Measurement.from_json(emissions_doc(ci), "t"), "training")
     assert e["key"] == "octo/lab/9876543210/2/train/train-resnet"
     assert e["category"] == "training"
     assert e["emissions_kg"] == pytest.approx(0.0316 * 1.1 * 244.8 / 1000)
@@ -142,7 +143,7 @@ def test_make_entry_from_a_ci_run() -> None:
 def test_make_entry_outside_ci() -> None:
     doc = emissions_doc(None)
     doc["run"]["ended_at"] = "2025-07-01T01:30:00.000+02:00"
-    e = make_entry(doc, "training")
+    e = make_entry(Measurement.from_json(doc, "t"), "training")
     assert e["ended_at"] == "2025-06-30T23:30:00.000+00:00" and shard_of(e) == "2025/06.jsonl"
     assert (e["repository"], e["run_attempt"], e["job"]) == ("local", "1", "local")
     assert e["run_id"] == "6f1c1c3e-4a57-4d0e-9a57-0c1f6f0b2a11"

@@ -6,6 +6,7 @@ them with `CO2GATE_UPDATE_GOLDEN=1 python -m pytest tests/test_report.py` and re
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from datetime import date
 from pathlib import Path
@@ -19,6 +20,7 @@ from co2gate import budget as budgets
 from co2gate import intensity, report
 from co2gate.app import gate
 from co2gate.ledger.interface import Ledger, LedgerReadOnly, make_entry
+from co2gate.model import Measurement, MeasurementError
 from co2gate.sci import Embodied, sci
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -94,7 +96,7 @@ def doc(
     requests: int | None = None,
     notes: list[str] | None = None,
     command: list[str] | None = None,
-) -> dict[str, Any]:
+) -> Measurement:
     """An emissions.json whose figures agree: kg = kWh x PUE 1.1 x 244.8 g/kWh / 1000."""
     total = kg * 1000 / (1.1 * INTENSITY)
     gpus = gpus if gpus is not None else []
@@ -137,7 +139,8 @@ def doc(
         "notes": notes or [],
         "ci": ci_block,
     }
-    return record | {"sci": sci(record, Embodied())}
+    m = Measurement.from_json(record, "a test record")
+    return dataclasses.replace(m, sci=sci(m, Embodied()))
 
 
 def history(*runs: tuple[str, float, str, str]) -> list[dict[str, Any]]:
@@ -317,17 +320,20 @@ def test_hostile_text_comes_out_inert() -> None:
     assert "echo $((1|2))" in summary  # the command verbatim in a code span
 
 
-def test_untrusted_emissions_file_does_not_break_the_context() -> None:
-    """A workflow_run companion reads an artifact a fork produced: bad fields become blanks."""
-    d = doc(1.0, ci_block=ci())
-    d["gpus"] = [{"index": "0 | x", "mean_utilization_pct": "lots"}, "junk"]
-    d["power_w"] = None
-    d["methods"] = {"cpu": "<b>made-up</b>"}
-    d["notes"] = ["fine"]
-    ctx = report.context(d)
-    text = report.render("comment.md.j2", ctx)
-    assert problems(text) == []
-    assert ctx["gpus"][0]["mean_utilization_pct"] == 0.0
+@pytest.mark.parametrize(
+    ("junk", "field"),
+    [
+        ({"gpus": [{"index": "0 | x", "mean_utilization_pct": "lots"}]}, "gpus[0]"),
+        ({"power_w": None}, "power_w"),
+        ({"methods": {"cpu": "<b>made-up</b>", "gpu": "none", "ram": "none"}}, "methods.cpu"),
+    ],
+)
+def test_an_untrusted_files_junk_never_reaches_the_report(junk: dict[str, Any], field: str) -> None:
+    """A workflow_run companion reads an artifact a fork produced: junk is refused when the
+    file is read, so the report only ever renders checked, typed figures."""
+    good = doc(1.0, ci_block=ci()).to_json()
+    with pytest.raises(MeasurementError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        Measurement.from_json(good | junk, "art/emissions.json")
 
 
 def test_template_dir_overrides_by_name(tmp_path: Path) -> None:

@@ -169,7 +169,7 @@ SLEEP = [PY, "-c", "import time; time.sleep(0.6)"]
 def build(child: ChildResult, outcomes: list[MeterOutcome]) -> dict:  # type: ignore[type-arg]
     intensity = resolve(Location(intensity_g_per_kwh=100.0))
     labels = emissions.RunLabels("t", "training")
-    return emissions.build(child, outcomes, intensity, pue=1.0, labels=labels, ci=None)
+    return emissions.build(child, outcomes, intensity, pue=1.0, labels=labels, ci=None).to_json()
 
 
 PASS = [PY, "-c", "pass"]

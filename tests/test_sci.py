@@ -4,16 +4,37 @@ from __future__ import annotations
 
 import pytest
 
+from co2gate.model import Measurement
 from co2gate.sci import Embodied, embodied_kg, sci
 
 
-def run_doc(kg: float, seconds: float, gpus: int, requests: int | None) -> dict:
-    return {
-        "run": {"duration_s": seconds},
+def run_doc(kg: float, seconds: float, gpus: int, requests: int | None) -> Measurement:
+    """A measured run with just the figures SCI reads."""
+    doc = {
+        "schema": "co2gate/emissions/v1",
+        "run": {
+            "id": "r",
+            "label": "t",
+            "workload": "training",
+            "exit_code": 0,
+            "started_at": "2026-01-01T00:00:00+00:00",
+            "ended_at": "2026-01-01T01:00:00+00:00",
+            "duration_s": seconds,
+            "stopped_by_guard": False,
+        },
+        "energy_kwh": {"cpu": 0.0, "gpu": 0.0, "ram": 0.0, "total": 0.0},
+        "power_w": {"cpu": 0.0, "gpu": 0.0, "ram": 0.0},
+        "methods": {"cpu": "none", "gpu": "none", "ram": "none"},
+        "pue": 1.0,
+        "intensity_g_per_kwh": 0.0,
+        "intensity_source": "test",
         "emissions_kg": kg,
-        "gpus": [{"index": i} for i in range(gpus)],
+        "gpus": [
+            {"index": i, "name": "G", "energy_kwh": 0.0, "mean_power_w": 0.0} for i in range(gpus)
+        ],
         "requests": requests,
     }
+    return Measurement.from_json(doc, "test")
 
 
 def test_embodied_share_of_a_lifetime_by_hand() -> None:
@@ -29,19 +50,19 @@ def test_sci_per_request_by_hand() -> None:
     # 2 kg operational, 1 h on 8 GPUs (M = 0.0703476 kg), 10,000 requests:
     # (2 + 0.0703476) / 10,000 = 2.070348e-4 kg per request.
     block = sci(run_doc(2.0, 3600.0, 8, 10_000), Embodied())
-    assert block["functional_unit"] == "request" and block["units"] == 10_000
-    assert block["kg_per_unit"] == pytest.approx(2.070348e-4, rel=1e-5)
-    assert block["embodied"]["gpus"] == 8
-    assert block["embodied"]["time_share"] == pytest.approx(3600 / 189_345_600)
+    assert block.functional_unit == "request" and block.units == 10_000
+    assert block.kg_per_unit == pytest.approx(2.070348e-4, rel=1e-5)
+    assert block.embodied.gpus == 8
+    assert block.embodied.time_share == pytest.approx(3600 / 189_345_600)
 
 
 def test_sci_per_run_without_requests() -> None:
     # No requests: R is the run. 0.5 kg + a whole CPU server for 10 min:
     # 2,500 x 600 / 189,345,600 = 0.00792202 kg; SCI = 0.50792202 kg per run.
     block = sci(run_doc(0.5, 600.0, 0, None), Embodied())
-    assert block["functional_unit"] == "run" and block["units"] == 1
-    assert block["kg_per_unit"] == pytest.approx(0.50792202, rel=1e-6)
-    assert block["operational_kg"] == 0.5
+    assert block.functional_unit == "run" and block.units == 1
+    assert block.kg_per_unit == pytest.approx(0.50792202, rel=1e-6)
+    assert block.operational_kg == 0.5
 
 
 def test_the_budget_file_overrides_the_hardware_figures() -> None:

@@ -4,6 +4,7 @@ the facts of the event and the API, never the artifact's own, against the fake G
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from co2gate.github.context import (
     trusted_ci,
     workflow_run,
 )
+from co2gate.model import Measurement
 
 PY = sys.executable
 HEAD = "e" * 40  # the fork PR's head commit, which the measured run checked out
@@ -89,7 +91,7 @@ def artifact(root: Path, **changes: Any) -> Path:
         },
         "energy_kwh": {"cpu": 0.0001, "gpu": 0.0, "ram": 0.00002, "total": 0.00012},
         "power_w": {"cpu": 6.0, "gpu": 0.0, "ram": 1.2},
-        "methods": {"cpu": "tdp-load-estimate", "gpu": "none", "ram": "ram-estimate"},
+        "methods": {"cpu": "tdp-load-estimate", "gpu": "none", "ram": "ram-size-estimate"},
         "pue": 1.0,
         "intensity_g_per_kwh": 400.0,
         "intensity_source": "override",
@@ -244,11 +246,11 @@ def test_the_artifacts_repository_run_and_commit_are_overridden(
 @pytest.mark.parametrize(
     ("changes", "raw", "said"),
     [
-        ({"emissions_kg": -1.0}, None, "emissions_kg -1.0"),
-        ({"emissions_kg": float("nan")}, None, "emissions_kg nan"),
-        ({"energy_kwh__total": float("inf")}, None, "energy_kwh.total inf"),
+        ({"emissions_kg": -1.0}, None, "emissions_kg: -1.0"),
+        ({"emissions_kg": float("nan")}, None, "emissions_kg: nan"),
+        ({"energy_kwh__total": float("inf")}, None, "energy_kwh.total: inf"),
         ({"run__ended_at": "yesterday"}, None, "run.ended_at"),
-        ({"requests": -3}, None, "requests -3"),
+        ({"requests": -3}, None, "requests: -3"),
         ({"run__label": "train\n::error::forged"}, None, "run.label"),
         ({}, "not json at all", "not JSON"),
         ({}, '{"schema": "co2gate/emissions/v1", "emissions_kg": NaN', "not JSON"),
@@ -410,11 +412,11 @@ def test_adopt_keeps_the_figures_and_each_files_job(tmp_path: Path) -> None:
     path = artifact(tmp_path)
     doc = json.loads(path.read_text())
     other = doc | {"ci": {**doc["ci"], "job": "eval", "run_id": "1"}}
-    adopted = adopt(run_of(), [doc, other], {}, lookup=lookup_of(heads(5)))
-    assert [a.doc["ci"]["job"] for a in adopted] == ["train", "eval"]
-    assert all(a.doc["emissions_kg"] == doc["emissions_kg"] for a in adopted)
-    assert all(a.doc["ci"]["run_id"] == "4242" for a in adopted)
-    assert all(a.doc["ci"]["pr"] == 5 for a in adopted)
+    read = [Measurement.from_json(d, str(path)) for d in (doc, other)]
+    adopted = [a.measurement for a in adopt(run_of(), read, {}, lookup=lookup_of(heads(5)))]
+    assert [m.ci.job for m in adopted if m.ci] == ["train", "eval"]
+    assert all(m.emissions_kg == doc["emissions_kg"] for m in adopted)
+    assert all(m.ci is not None and m.ci.run_id == "4242" and m.ci.pr == 5 for m in adopted)
 
 
 def test_pull_lookup_asks_github_once_per_number(fake_github: FakeGitHub) -> None:
@@ -473,23 +475,25 @@ def test_workflow_run_reads_the_payload(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("changes", "said"),
     [
-        ({"emissions_kg": 10**400}, "emissions_kg"),
-        ({"emissions_kg": True}, "emissions_kg"),
-        ({"energy_kwh": {"cpu": 0.1}}, "energy_kwh.total is missing"),
-        ({"energy_kwh": {"total": 0.1, "gpu": -0.1}}, "energy_kwh.gpu"),
-        ({"run": {"workload": "Training!", "label": "x", "ended_at": "2025-01-01"}}, "workload"),
+        ({"emissions_kg": 10**400}, "emissions_kg: an integer of about 401 digits"),
+        ({"emissions_kg": True}, "emissions_kg: True is not a number"),
+        ({"energy_kwh": {"cpu": 0.1}}, "energy_kwh.gpu: missing"),
+        ({"energy_kwh": {"cpu": 0, "gpu": -0.1, "ram": 0, "total": 0.1}}, "energy_kwh.gpu"),
+        ({"run__workload": "Training!"}, "run.workload: 'Training!' is not a workload name"),
         ({"ci": {"job": "x" * 300}}, "ci.job"),
-        ({"ci": ["x"]}, "ci is not an object"),
+        ({"ci": ["x"]}, "ci: a list of 1 item is not an object"),
     ],
 )
-def test_check_artifact_refuses_unusable_values(
+def test_an_artifacts_unusable_values_are_refused_by_field(
     tmp_path: Path, changes: dict[str, Any], said: str
 ) -> None:
-    doc = json.loads(artifact(tmp_path).read_text()) | changes
-    with pytest.raises(InputError, match=said) as caught:
-        check_artifact(doc, Path("art/emissions.json"))
+    doc = json.loads(artifact(tmp_path, **changes).read_text())
+    with pytest.raises(InputError, match=re.escape(said)) as caught:
+        check_artifact(Measurement.from_json(doc, "art/emissions.json"), Path("art/emissions.json"))
     assert str(caught.value).startswith("art/emissions.json: ")
+    assert "\n" not in str(caught.value)
 
 
 def test_check_artifact_accepts_a_real_one(tmp_path: Path) -> None:
-    check_artifact(json.loads(artifact(tmp_path).read_text()), Path("emissions.json"))
+    path = artifact(tmp_path)
+    check_artifact(Measurement.from_json(json.loads(path.read_text()), str(path)), path)

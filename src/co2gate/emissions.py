@@ -6,19 +6,35 @@ import csv
 import dataclasses
 import io
 import json
+import math
 import os
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
-from co2gate import __version__, fmt, units
+from co2gate import __version__, fmt, model, units
+from co2gate.guard import GuardStop
 from co2gate.intensity import Intensity
 from co2gate.measure.interface import Component, Method
+from co2gate.model import (
+    CiInfo,
+    Energy,
+    Gpu,
+    GuardInfo,
+    HostValue,
+    Measurement,
+    MeasurementError,
+    PerComponent,
+    Place,
+    Run,
+)
 from co2gate.runner import ChildResult, MeterOutcome
 from co2gate.sci import Embodied, sci
 
-SCHEMA = "co2gate/emissions/v1"
+MAX_FILE_BYTES: Final = 32 * 1024 * 1024  # a measurement file larger than this is refused
 _NO_COORDINATES: Any = None  # as codecarbon's offline tracker writes them: empty cells
 
 
@@ -55,14 +71,17 @@ def build(
     *,
     pue: float,
     labels: RunLabels,
-    ci: Mapping[str, Any] | None,
+    ci: CiInfo | Mapping[str, Any] | None,
     embodied: Embodied | None = None,
-) -> dict[str, Any]:
-    """The emissions.json document for one measured run; `embodied` feeds its SCI block."""
+) -> Measurement:
+    """The measurement of one run (`.to_json()`: its emissions.json); `embodied` feeds SCI.
+
+    `ci` is co2gate's own block (github.context.ci_context), taken as it is.
+    """
     lifetime = child.duration_s
     parts = {component: _Part() for component in Component}
-    gpus: list[dict[str, Any]] = []
-    host: dict[str, Any] = {}
+    gpus: list[Gpu] = []
+    host: dict[str, HostValue] = {}
     notes: list[str] = []
 
     for outcome in outcomes:
@@ -83,17 +102,17 @@ def build(
             window = reading.parts[0].window_s if reading.parts else 0.0
             energy = scale_to_lifetime(gpu.energy_kwh, window, lifetime)
             gpus.append(
-                {
-                    "index": gpu.index,
-                    "name": gpu.name,
-                    "uuid": gpu.uuid,
-                    "energy_kwh": energy,
-                    "mean_power_w": units.kwh_to_mean_w(energy, lifetime),
-                    "mean_utilization_pct": gpu.mean_utilization_pct,
-                    "method": gpu.method.value,
-                }
+                Gpu(
+                    index=gpu.index,
+                    name=gpu.name,
+                    uuid=gpu.uuid,
+                    energy_kwh=energy,
+                    mean_power_w=units.kwh_to_mean_w(energy, lifetime),
+                    mean_utilization_pct=gpu.mean_utilization_pct,
+                    method=gpu.method,
+                )
             )
-        host.update(reading.host)
+        host.update({key: _host_value(value) for key, value in reading.host.items()})
         notes.extend(reading.notes)
         if coverage < 0.99:
             notes.append(
@@ -110,51 +129,88 @@ def build(
     requests = labels.requests
     host.setdefault("gpu_count", len(gpus))
     host["co2gate_version"] = __version__
-    doc = {
-        "schema": SCHEMA,
-        "run": {
-            "id": str(uuid.uuid4()),
-            "label": labels.label,
-            "workload": labels.workload,
-            "command": list(child.argv),
-            "exit_code": child.exit_code,
-            "signal": child.signal,
-            "forwarded_signals": list(child.forwarded),
-            "started_at": child.started_at.isoformat(timespec="milliseconds"),
-            "ended_at": child.ended_at.isoformat(timespec="milliseconds"),
-            "duration_s": lifetime,
-            "cpu_s": child.cpu_s,
-            "limit_kg": child.limit_kg,
-            "stopped_by_guard": stop is not None,
-            "guard": stop.to_json() if stop is not None else None,
-        },
-        "energy_kwh": {c.value: parts[c].energy_kwh for c in Component} | {"total": total},
-        "power_w": {c.value: units.kwh_to_mean_w(parts[c].energy_kwh, lifetime) for c in Component},
-        "methods": {c.value: parts[c].method.value for c in Component},
-        "coverage": {c.value: parts[c].coverage for c in Component},
-        "pue": pue,
-        "intensity_g_per_kwh": intensity.g_per_kwh,
-        "intensity_source": intensity.source,
-        "location": {
-            "country_iso_code": intensity.country_iso_code,
-            "country_name": intensity.country_name,
-            "region": intensity.region,
-            "cloud_provider": intensity.cloud_provider,
-            "cloud_region": intensity.cloud_region,
-        },
-        "emissions_kg": emissions,
-        "gpus": gpus,
-        "requests": requests,
-        "per_request_g": emissions * 1000.0 / requests if requests else None,
-        "per_request_wh": total * 1000.0 / requests if requests else None,
-        "host": host,
-        "notes": notes,
-        "ci": dict(ci) if ci else None,
-    }
-    return doc | {"sci": sci(doc, embodied or Embodied())}
+    cpu, gpu_part, ram = (parts[c] for c in Component)
+    measurement = Measurement(
+        run=Run(
+            id=str(uuid.uuid4()),
+            label=labels.label,
+            workload=labels.workload,
+            command=tuple(child.argv),
+            exit_code=child.exit_code,
+            signal=child.signal,
+            forwarded_signals=tuple(child.forwarded),
+            started_at=_to_ms(child.started_at),
+            ended_at=_to_ms(child.ended_at),
+            duration_s=lifetime,
+            cpu_s=child.cpu_s,
+            limit_kg=child.limit_kg,
+            stopped_by_guard=stop is not None,
+            guard=_guard_info(stop) if stop is not None else None,
+        ),
+        energy_kwh=Energy(cpu.energy_kwh, gpu_part.energy_kwh, ram.energy_kwh, total=total),
+        power_w=PerComponent(
+            *(units.kwh_to_mean_w(p.energy_kwh, lifetime) for p in (cpu, gpu_part, ram))
+        ),
+        methods=PerComponent(cpu.method, gpu_part.method, ram.method),
+        coverage=PerComponent(cpu.coverage, gpu_part.coverage, ram.coverage),
+        pue=pue,
+        intensity_g_per_kwh=intensity.g_per_kwh,
+        intensity_source=intensity.source,
+        location=Place(
+            country_iso_code=intensity.country_iso_code,
+            country_name=intensity.country_name,
+            region=intensity.region,
+            cloud_provider=intensity.cloud_provider,
+            cloud_region=intensity.cloud_region,
+        ),
+        emissions_kg=emissions,
+        gpus=tuple(gpus),
+        requests=requests,
+        per_request_g=emissions * 1000.0 / requests if requests else None,
+        per_request_wh=total * 1000.0 / requests if requests else None,
+        host=MappingProxyType(host),
+        notes=tuple(notes),
+        ci=_ci(ci),
+    )
+    return dataclasses.replace(measurement, sci=sci(measurement, embodied or Embodied()))
 
 
-def csv_row(doc: Mapping[str, Any]) -> dict[str, Any]:
+def _to_ms(moment: datetime) -> datetime:
+    """A timestamp cut to the millisecond, as emissions.json writes it."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _guard_info(stop: GuardStop) -> GuardInfo:
+    return GuardInfo(
+        limit_kg=stop.limit_kg,
+        stopped_at_kg=stop.at_kg,
+        stopped_at_kwh=stop.energy_kwh,
+        stopped_after_s=stop.after_s,
+        stopped_at=_to_ms(stop.at),
+        grace_s=stop.grace_s,
+        signals=stop.signals,
+    )
+
+
+def _host_value(value: object) -> HostValue:
+    """A host fact as emissions.json can hold it: a scalar, a finite number (a source that
+    could not read one may report NaN), else its text."""
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return str(value)
+
+
+def _ci(ci: CiInfo | Mapping[str, Any] | None) -> CiInfo | None:
+    if isinstance(ci, CiInfo) or ci is None:
+        return ci
+    return CiInfo.from_context(ci) if ci else None
+
+
+def csv_row(m: Measurement) -> dict[str, Any]:
     """One row of codecarbon's emissions.csv for a co2gate run.
 
     codecarbon's energy and power columns include PUE, and so do these; emissions.json's
@@ -162,26 +218,26 @@ def csv_row(doc: Mapping[str, Any]) -> dict[str, Any]:
     """
     from codecarbon.output_methods.emissions_data import EmissionsData
 
-    run, energy, pue, host = doc["run"], doc["energy_kwh"], doc["pue"], doc["host"]
-    duration = run["duration_s"]
-    gpus = doc["gpus"]
-    gpu_util = [g["mean_utilization_pct"] for g in gpus if g["mean_utilization_pct"] is not None]
-    location = doc["location"]
+    run, energy, power, pue = m.run, m.energy_kwh, m.power_w, m.pue
+    host: Mapping[str, Any] = m.host  # codecarbon's own facts, passed back as they came
+    location: dict[str, Any] = m.location.to_json()  # None: an empty cell, as codecarbon's
+    duration = run.duration_s
+    gpu_util = [g.mean_utilization_pct for g in m.gpus if g.mean_utilization_pct is not None]
     data = EmissionsData(
-        timestamp=run["ended_at"][:19],
-        project_name=run["label"],
-        run_id=run["id"],
-        experiment_id=run["workload"],
+        timestamp=run.ended_at.isoformat(timespec="seconds")[:19],
+        project_name=run.label,
+        run_id=run.id,
+        experiment_id=run.workload,
         duration=duration,
-        emissions=doc["emissions_kg"],
-        emissions_rate=doc["emissions_kg"] / duration if duration > 0 else 0.0,
-        cpu_power=doc["power_w"]["cpu"] * pue,
-        gpu_power=doc["power_w"]["gpu"] * pue,
-        ram_power=doc["power_w"]["ram"] * pue,
-        cpu_energy=energy["cpu"] * pue,
-        gpu_energy=energy["gpu"] * pue,
-        ram_energy=energy["ram"] * pue,
-        energy_consumed=energy["total"] * pue,
+        emissions=m.emissions_kg,
+        emissions_rate=m.emissions_kg / duration if duration > 0 else 0.0,
+        cpu_power=power.cpu * pue,
+        gpu_power=power.gpu * pue,
+        ram_power=power.ram * pue,
+        cpu_energy=energy.cpu * pue,
+        gpu_energy=energy.gpu * pue,
+        ram_energy=energy.ram * pue,
+        energy_consumed=energy.total * pue,
         water_consumed=0.0,
         country_name=location["country_name"],
         country_iso_code=location["country_iso_code"],
@@ -193,7 +249,7 @@ def csv_row(doc: Mapping[str, Any]) -> dict[str, Any]:
         codecarbon_version=host.get("codecarbon_version", ""),
         cpu_count=host.get("cpu_count", ""),
         cpu_model=host.get("cpu_model", ""),
-        gpu_count=len(gpus),
+        gpu_count=len(m.gpus),
         gpu_model=host.get("gpu_model", ""),
         longitude=_NO_COORDINATES,
         latitude=_NO_COORDINATES,
@@ -210,15 +266,15 @@ def csv_row(doc: Mapping[str, Any]) -> dict[str, Any]:
     return dict(data.values)
 
 
-def write(out_dir: Path, doc: Mapping[str, Any]) -> tuple[Path, Path]:
+def write(out_dir: Path, m: Measurement) -> tuple[Path, Path]:
     """Write emissions.json and emissions.csv into out_dir, each atomically."""
-    row = csv_row(doc)
+    row = csv_row(m)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(row), lineterminator="\n")
     writer.writeheader()
     writer.writerow(row)
     json_path, csv_path = out_dir / "emissions.json", out_dir / "emissions.csv"
-    write_atomic(json_path, json.dumps(doc, indent=2) + "\n")
+    write_atomic(json_path, json.dumps(m.to_json(), indent=2) + "\n")
     write_atomic(csv_path, buffer.getvalue())
     return json_path, csv_path
 
@@ -231,85 +287,141 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def from_codecarbon_csv(
-    path: Path, labels: RunLabels, ci: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """One record for an emissions.csv that a user's own codecarbon code wrote.
+    path: Path, labels: RunLabels, ci: CiInfo | Mapping[str, Any] | None
+) -> Measurement:
+    """One measurement for an emissions.csv that a user's own codecarbon code wrote.
 
     codecarbon's flush() appends cumulative rows for the same run_id, so each run counts
     by its last row; separate runs in the file are added up. Figures are codecarbon's:
-    its emissions (with its PUE and intensity) and its energy columns (which include PUE).
+    its emissions (with its PUE and intensity) and its energy columns (which include PUE,
+    taken out here so that energy_kwh is what the devices drew, as everywhere). Raises
+    MeasurementError naming the file, and the line and column where one is at fault.
     """
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    last: dict[str, tuple[float, float, dict[str, float], str]] = {}
+    return _from_codecarbon_text(_read_text(path), path, labels, ci)
+
+
+def _from_codecarbon_text(
+    text: str, path: Path, labels: RunLabels, ci: CiInfo | Mapping[str, Any] | None
+) -> Measurement:
+    try:
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as e:  # a NUL byte, a field over the csv module's limit
+        raise MeasurementError(f"{path}: not a CSV codecarbon wrote ({e})") from e
+    last: dict[str, tuple[float, float, PerComponent[float], datetime]] = {}
     for number, row in enumerate(rows, start=2):
-        try:
-            pue = float(row.get("pue") or 1.0) or 1.0
-            energy = {c: float(row[f"{c}_energy"]) / pue for c in ("cpu", "gpu", "ram")}
-            last[row["run_id"]] = (
-                float(row["emissions"]),
-                float(row["duration"]),
-                energy,
-                row["timestamp"],
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(
-                f"{path}: line {number}: not a codecarbon emissions.csv row ({e})"
-            ) from e
+        where = f"{path}: line {number}"
+        pue = _figure(row, "pue", where, high=model.PUE_MAX) or 1.0  # empty or 0: unset
+        if pue < model.PUE_MIN:
+            raise MeasurementError(f"{where}: pue {pue!r} is below 1: not a codecarbon row")
+        energy = PerComponent(
+            *(_figure(row, f"{c.value}_energy", where, model.MAX_KWH) / pue for c in Component)
+        )
+        run_id = row.get("run_id")
+        if not run_id:
+            raise MeasurementError(f"{where}: no run_id: not a codecarbon emissions.csv row")
+        last[run_id] = (
+            _figure(row, "emissions", where, model.MAX_KG),
+            _figure(row, "duration", where, model.MAX_SECONDS),
+            energy,
+            model.read_timestamp(row.get("timestamp"), where, "timestamp"),
+        )
     if not last:
-        raise ValueError(f"{path}: no rows: not a codecarbon emissions.csv with a run in it")
+        raise MeasurementError(f"{path}: no rows: not a codecarbon emissions.csv with a run in it")
     kg = sum(v[0] for v in last.values())
-    energy = {c: sum(v[2][c] for v in last.values()) for c in ("cpu", "gpu", "ram")}
-    total = sum(energy.values())
+    duration = sum(v[1] for v in last.values())
+    cpu, gpu, ram = (sum(v[2].of(c) for v in last.values()) for c in Component)
+    total = cpu + gpu + ram
     ended = max(v[3] for v in last.values())
-    return {
-        "schema": SCHEMA,
-        "run": {
-            "id": ",".join(last),
-            "label": labels.label,
-            "workload": labels.workload,
-            "command": [],
-            "exit_code": 0,
-            "started_at": ended,
-            "ended_at": ended,
-            "duration_s": sum(v[1] for v in last.values()),
-            "stopped_by_guard": False,
-        },
-        "energy_kwh": energy | {"total": total},
-        "methods": {c: "codecarbon" for c in ("cpu", "gpu", "ram")},
-        "pue": 1.0,
-        "intensity_g_per_kwh": kg * 1000 / total if total > 0 else 0.0,
-        "intensity_source": f"codecarbon's own figures in {path.name}",
-        "emissions_kg": kg,
-        "gpus": [],
-        "requests": labels.requests,
-        "per_request_g": kg * 1000 / labels.requests if labels.requests else None,
-        "notes": [f"{len(last)} codecarbon run(s) from {path}"],
-        "ci": dict(ci) if ci else None,
-    }
+    requests = labels.requests
+    measurement = Measurement(
+        run=Run(
+            id=",".join(last),
+            label=labels.label,
+            workload=labels.workload,
+            command=(),
+            exit_code=0,
+            signal=None,
+            forwarded_signals=(),
+            started_at=ended,
+            ended_at=ended,
+            duration_s=duration,
+            cpu_s=None,
+            limit_kg=None,
+            stopped_by_guard=False,
+            guard=None,
+        ),
+        energy_kwh=Energy(cpu, gpu, ram, total=total),
+        # the mean power codecarbon's figures imply over the time it measured
+        power_w=PerComponent(*(units.kwh_to_mean_w(kwh, duration) for kwh in (cpu, gpu, ram))),
+        methods=PerComponent(Method.CODECARBON, Method.CODECARBON, Method.CODECARBON),
+        coverage=PerComponent(None, None, None),
+        pue=1.0,  # codecarbon's PUE is in its emissions already
+        intensity_g_per_kwh=kg * 1000 / total if total > 0 else 0.0,
+        intensity_source=f"codecarbon's own figures in {path.name}",
+        location=Place(),
+        emissions_kg=kg,
+        gpus=(),
+        requests=requests,
+        per_request_g=kg * 1000 / requests if requests else None,
+        per_request_wh=total * 1000 / requests if requests else None,
+        host=MappingProxyType({}),
+        notes=(f"{len(last)} codecarbon run(s) from {path}",),
+        ci=_ci(ci),
+    )
+    # Held to the bounds of a co2gate file; a broken one is refused in one line naming it.
+    return Measurement.from_json(measurement.to_json(), str(path))
 
 
-def read_measurement(path: Path, labels: RunLabels, ci: Mapping[str, Any] | None) -> dict[str, Any]:
+def _figure(row: Mapping[str, str | None], column: str, where: str, high: float) -> float:
+    """A number from 0 to `high` in a codecarbon CSV cell; an empty cell is 0."""
+    cell = row.get(column)
+    if cell is None and column != "pue":
+        raise MeasurementError(f"{where}: no {column} column: not a codecarbon emissions.csv")
+    try:
+        value = float(cell or 0.0)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= high:  # NaN and the infinities too
+        shown = repr(cell[:41]) if cell is not None else ""
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise MeasurementError(
+            f"{where}: {column} {shown} is not a number from 0 to {high:g}: "
+            "not a codecarbon emissions.csv row"
+        )
+    return value
+
+
+def read_measurement(
+    path: Path, labels: RunLabels, ci: CiInfo | Mapping[str, Any] | None
+) -> Measurement:
     """A measurement to gate: a co2gate emissions.json, or a codecarbon emissions.csv.
 
-    Raises ValueError with one line naming the file and what is wrong with it.
+    labels and ci apply to a CSV; an emissions.json names its own. Raises MeasurementError
+    (a ValueError) with one line naming the file and what is wrong with it.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read it: {e.strerror}") from e
+    text = _read_text(path)
     if path.suffix.lower() == ".csv":
-        return from_codecarbon_csv(path, labels, ci)
+        return _from_codecarbon_text(text, path, labels, ci)
     try:
         doc = json.loads(text)
     except ValueError as e:
-        raise ValueError(f"{path}: not JSON ({e})") from e
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        raise ValueError(f'{path}: not a co2gate emissions.json (no "schema": "{SCHEMA}")')
-    run = doc.get("run")
-    fields_ok = isinstance(run, dict) and all(
-        isinstance(run.get(k), str) for k in ("workload", "label", "ended_at")
-    )
-    if not fields_ok or not isinstance(doc.get("emissions_kg"), (int, float)):
-        raise ValueError(f"{path}: incomplete emissions.json: run or emissions_kg is missing")
-    return doc
+        raise MeasurementError(f"{path}: not JSON ({e})") from e
+    except RecursionError as e:
+        raise MeasurementError(f"{path}: not JSON co2gate reads: nested too deeply") from e
+    return Measurement.from_json(doc, str(path))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        raise MeasurementError(f"{path}: cannot read it: {e.strerror}") from e
+    if len(data) > MAX_FILE_BYTES:
+        raise MeasurementError(
+            f"{path}: larger than {MAX_FILE_BYTES:,} bytes: not a measurement file"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise MeasurementError(f"{path}: not UTF-8 text (byte {e.start})") from e

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Final, NoReturn
 
 from co2gate.errors import InputError
+from co2gate.model import MAX_INTENSITY_G_PER_KWH, PUE_MAX, PUE_MIN
 
 __all__ = [
     "AWS_REGIONS",
@@ -379,16 +380,24 @@ def _cloud_place(provider: str, region: str) -> tuple[str, str | None]:
 def validate(location: Location) -> Location:
     """Check a location against codecarbon's data and return it normalized; no codecarbon import."""
     pue = _number("pue", location.pue)
-    if pue < 1:
+    if pue < PUE_MIN:
         _fail(
             "pue",
             f"pue {location.pue!r} is below 1: a data centre cannot use less than its IT load",
         )
+    if pue > PUE_MAX:
+        _fail("pue", f"pue {location.pue!r} is above {PUE_MAX:g}: no data centre wastes that much")
     intensity = location.intensity_g_per_kwh
     if intensity is not None:
         intensity = _number("intensity", intensity)
         if intensity < 0:
             _fail("intensity", f"intensity {location.intensity_g_per_kwh!r} gCO2e/kWh is negative")
+        if intensity > MAX_INTENSITY_G_PER_KWH:
+            _fail(
+                "intensity",
+                f"intensity {location.intensity_g_per_kwh!r} gCO2e/kWh is above "
+                f"{MAX_INTENSITY_G_PER_KWH:g}, far beyond any grid",
+            )
     country = None if location.country is None else _check_country(location.country)
     region = None if location.region is None else _check_region(location.region, country)
     cloud = None

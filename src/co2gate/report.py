@@ -4,7 +4,6 @@ rendered from templates/ with Jinja2 over one context object built from plain da
 from __future__ import annotations
 
 import functools
-import math
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -20,23 +19,25 @@ from co2gate import __version__, fmt, units
 from co2gate.budget import Budget, Gated
 from co2gate.errors import InputError
 from co2gate.intensity import Intensity
-from co2gate.measure.interface import Method
+from co2gate.measure.interface import Component, Method
+from co2gate.model import CiInfo, Gpu, Measurement, Sci
 
 
-def summary_lines(doc: Mapping[str, Any]) -> list[str]:
+def summary_lines(m: Measurement) -> list[str]:
     """The few lines `co2gate measure` prints on stderr after the command's own output."""
-    energy, methods = doc["energy_kwh"], doc["methods"]
     parts = ", ".join(
-        f"{c} {fmt.energy(energy[c])} ({methods[c]})" if methods[c] != "none" else f"{c} none"
-        for c in ("cpu", "gpu", "ram")
+        f"{c.value} {fmt.energy(m.energy_kwh.of(c))} ({method.value})"
+        if method is not Method.NONE
+        else f"{c.value} none"
+        for c, method in m.methods.items()
     )
-    run = doc["run"]
+    total = fmt.energy(m.energy_kwh.total)
     lines = [
-        f"{fmt.energy(energy['total'])} in {fmt.duration(run['duration_s'])}: {parts}",
-        f"{fmt.mass(doc['emissions_kg'])} CO2e = {fmt.energy(energy['total'])} x PUE {doc['pue']:g}"
-        f" x {doc['intensity_g_per_kwh']:.4g} g/kWh ({doc['intensity_source']})",
+        f"{total} in {fmt.duration(m.run.duration_s)}: {parts}",
+        f"{fmt.mass(m.emissions_kg)} CO2e = {total} x PUE {m.pue:g}"
+        f" x {m.intensity_g_per_kwh:.4g} g/kWh ({m.intensity_source})",
     ]
-    lines += [f"note: {note}" for note in doc["notes"]]
+    lines += [f"note: {note}" for note in m.notes]
     return lines
 
 
@@ -183,6 +184,8 @@ ABOUT: Final[dict[Method, str]] = {
     "of the socket; published models agree only within about +-20-40% on a VM",
     Method.RAM_SIZE_ESTIMATE: "codecarbon's constant 5 W per DIMM of installed RAM, "
     "whatever the use",
+    Method.CODECARBON: "codecarbon's own figure from your emissions.csv, which does not say "
+    "whether it measured (RAPL, NVML) or estimated it",
     Method.USER_CONSTANT: "a figure you configured",
     Method.FAKE: "a test double, not a measurement",
     Method.NONE: "no such device",
@@ -192,7 +195,7 @@ IDLE_GPU_PCT = 5.0  # a GPU whose mean utilisation stays below this idled throug
 
 
 def context(
-    doc: Mapping[str, Any],
+    m: Measurement,
     gated: Gated | None = None,
     budget: Budget | None = None,
     *,
@@ -201,110 +204,88 @@ def context(
     """The one object every template receives; README "Templates" documents its keys.
 
     Plain data only: numbers stay numbers (templates format them with the kg, kwh, w and
-    pct filters) and text from the run or the event is escaped on output.
-    `doc` may come from an untrusted artifact: every field is read defensively.
+    pct filters) and text from the run or the event is escaped on output. `m` was checked
+    when it was read (Measurement.from_json), even when it came from an artifact.
     """
-    run = _dict(doc.get("run"))
-    emissions = _num(doc.get("emissions_kg"))
-    energy = _dict(doc.get("energy_kwh"))
-    methods, power = _dict(doc.get("methods")), _dict(doc.get("power_w"))
-    ci = _dict(doc.get("ci"))
-    pue, intensity = _num(doc.get("pue"), 1.0), _num(doc.get("intensity_g_per_kwh"))
-    parts = [_part(c, energy, power, methods) for c in ("cpu", "gpu", "ram")]
-    requests = doc.get("requests") if isinstance(doc.get("requests"), int) else None
+    parts = [_part(m, c) for c in Component]
+    energy = m.energy_kwh.total
     return {
         "version": __version__,
         "run": {
-            "label": str(run.get("label", "")),
-            "workload": str(run.get("workload", "")),
-            "command": shlex.join(str(a) for a in run.get("command") or []),
-            "exit_code": run.get("exit_code"),
-            "signal": run.get("signal"),
-            "duration_s": _num(run.get("duration_s")),
-            "started_at": str(run.get("started_at", "")),
-            "stopped_by_guard": bool(run.get("stopped_by_guard")),
+            "label": m.run.label,
+            "workload": m.run.workload,
+            "command": shlex.join(m.run.command),
+            "exit_code": m.run.exit_code,
+            "signal": m.run.signal,
+            "duration_s": m.run.duration_s,
+            "started_at": m.run.started_at.isoformat(timespec="milliseconds"),
+            "stopped_by_guard": m.run.stopped_by_guard,
         },
         "energy": parts,
-        "energy_kwh": _num(energy.get("total")),
+        "energy_kwh": energy,
         "estimated": [p["component"] for p in parts if not p["measured"]],
-        "emissions_kg": emissions,
-        "pue": pue,
-        "intensity_g_per_kwh": intensity,
-        "intensity_source": str(doc.get("intensity_source", "")),
+        "emissions_kg": m.emissions_kg,
+        "pue": m.pue,
+        "intensity_g_per_kwh": m.intensity_g_per_kwh,
+        "intensity_source": m.intensity_source,
         "car": {
-            "km": units.car_km(emissions),
+            "km": units.car_km(m.emissions_kg),
             "kg_per_km": units.CAR_KG_PER_MILE / units.KM_PER_MILE,
             "source": "US EPA: a typical passenger car emits about 400 g CO2 per mile",
         },
-        "gpus": [_gpu(g) for g in doc.get("gpus") or [] if isinstance(g, dict)],
+        "gpus": [_gpu(g) for g in m.gpus],
         "elsewhere": [
             {
                 "where": i.source.split(": ", 1)[-1],
                 "intensity_g_per_kwh": i.g_per_kwh,
-                "emissions_kg": _num(energy.get("total")) * pue * i.g_per_kwh / 1000.0,
-                "saving": 1.0 - i.g_per_kwh / intensity,
+                "emissions_kg": energy * m.pue * i.g_per_kwh / 1000.0,
+                "saving": 1.0 - i.g_per_kwh / m.intensity_g_per_kwh,
             }
             for i in elsewhere
-            if i.g_per_kwh < intensity
+            if i.g_per_kwh < m.intensity_g_per_kwh
         ],
-        "requests": _per_request(requests, emissions, _num(energy.get("total")), budget, gated),
-        "sci": _sci(doc.get("sci")),
+        "requests": _per_request(m.requests, m.emissions_kg, energy, budget, gated),
+        "sci": _sci(m.sci),
         "verdict": _verdict(gated, budget) if gated and budget else None,
-        "notes": [str(n) for n in doc.get("notes") or []] + list(gated.notes if gated else ()),
-        "ci": _ci(ci),
+        "notes": [*m.notes, *(gated.notes if gated else ())],
+        "ci": _ci(m.ci),
     }
 
 
-def _dict(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _num(value: object, default: float = 0.0) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return default
-
-
-def _part(
-    component: str, energy: Mapping[str, Any], power: Mapping[str, Any], methods: Mapping[str, Any]
-) -> dict[str, Any]:
-    method = str(methods.get(component, "none"))
-    known = Method(method) if method in Method._value2member_map_ else None
+def _part(m: Measurement, component: Component) -> dict[str, Any]:
+    method = m.methods.of(component)
     return {
-        "component": component.upper(),
-        "kwh": _num(energy.get(component)),
-        "power_w": _num(power.get(component)) if component in power else None,
-        "method": method,
-        "measured": known is not None and (known.is_measured or known is Method.NONE),
-        "about": ABOUT[known] if known else "as the measurement file states it",
+        "component": component.value.upper(),
+        "kwh": m.energy_kwh.of(component),
+        "power_w": m.power_w.of(component),
+        "method": method.value,
+        "measured": method.is_measured or method is Method.NONE,
+        "about": ABOUT[method],
     }
 
 
-def _sci(block: object) -> dict[str, Any] | None:
-    """emissions.json's SCI block, numbers checked (the file may come from an artifact)."""
-    if not isinstance(block, dict):
+def _sci(block: Sci | None) -> dict[str, Any] | None:
+    if block is None:
         return None
-    embodied = _dict(block.get("embodied"))
     return {
-        "operational_kg": _num(block.get("operational_kg")),
-        "embodied_kg": _num(block.get("embodied_kg")),
-        "unit": "request" if block.get("functional_unit") == "request" else "run",
-        "units": int(_num(block.get("units"), 1.0)),
-        "kg_per_unit": _num(block.get("kg_per_unit")),
-        "source": str(embodied.get("source", "")),
-        "gpus": int(_num(embodied.get("gpus"))),
-        "server_share": _num(embodied.get("server_share"), 1.0),
+        "operational_kg": block.operational_kg,
+        "embodied_kg": block.embodied_kg,
+        "unit": block.functional_unit,
+        "units": block.units,
+        "kg_per_unit": block.kg_per_unit,
+        "source": block.embodied.source,
+        "gpus": block.embodied.gpus,
+        "server_share": block.embodied.server_share,
     }
 
 
-def _gpu(gpu: Mapping[str, Any]) -> dict[str, Any]:
-    util = gpu.get("mean_utilization_pct")
-    util = _num(util) if util is not None else None
+def _gpu(gpu: Gpu) -> dict[str, Any]:
+    util = gpu.mean_utilization_pct
     return {
-        "index": gpu.get("index"),
-        "name": str(gpu.get("name", "")),
-        "energy_kwh": _num(gpu.get("energy_kwh")),
-        "mean_power_w": _num(gpu.get("mean_power_w")),
+        "index": gpu.index,
+        "name": gpu.name,
+        "energy_kwh": gpu.energy_kwh,
+        "mean_power_w": gpu.mean_power_w,
         "mean_utilization_pct": util,
         "idle": util is not None and util < IDLE_GPU_PCT,
     }
@@ -391,24 +372,23 @@ def _verdict(gated: Gated, budget: Budget) -> dict[str, Any]:
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
-def _ci(ci: Mapping[str, Any]) -> dict[str, Any] | None:
-    if not ci:
+def _ci(ci: CiInfo | None) -> dict[str, Any] | None:
+    if ci is None:
         return None
-    server, repository, run_id = ci.get("server_url"), ci.get("repository"), ci.get("run_id")
     run_url = None
-    if server and repository and run_id:
-        run_url = f"{server}/{repository}/actions/runs/{run_id}"
-    sha = str(ci.get("sha") or "")
+    if ci.server_url and ci.repository and ci.run_id:
+        run_url = f"{ci.server_url}/{ci.repository}/actions/runs/{ci.run_id}"
+    sha = ci.sha or ""
     return {
-        "repository": str(repository or ""),
-        "event": str(ci.get("event") or ""),
-        "ref": str(ci.get("ref") or ""),
-        "head_ref": str(ci.get("head_ref") or ""),
-        "base_ref": str(ci.get("base_ref") or ""),
+        "repository": ci.repository or "",
+        "event": ci.event or "",
+        "ref": ci.ref or "",
+        "head_ref": ci.head_ref or "",
+        "base_ref": ci.base_ref or "",
         "sha": sha,
         "short_sha": sha[:7],
-        "pr": ci.get("pr") if isinstance(ci.get("pr"), int) else None,
-        "job": str(ci.get("job") or ""),
+        "pr": ci.pr,
+        "job": ci.job or "",
         "run_url": run_url,
     }
 

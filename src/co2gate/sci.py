@@ -12,9 +12,10 @@ figures; the budget file's `embodied:` section overrides any of them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Final
+
+from co2gate.model import Measurement, Sci, SciEmbodied
 
 SECONDS_PER_YEAR: Final = 365.25 * 24 * 3600
 
@@ -46,21 +47,26 @@ def embodied_kg(embodied: Embodied, duration_s: float, gpus: int) -> float:
     return reserved * time_share
 
 
-def sci(doc: Mapping[str, Any], embodied: Embodied) -> dict[str, Any]:
+def sci(m: Measurement, embodied: Embodied) -> Sci:
     """emissions.json's `sci` block for one measured run."""
-    run = doc["run"]
-    duration = float(run.get("duration_s") or 0.0)
-    gpus = len(doc.get("gpus") or [])
-    operational = float(doc["emissions_kg"])
-    m = embodied_kg(embodied, duration, gpus)
-    requests = doc.get("requests")
-    units = int(requests) if requests else 1
-    return {
-        "operational_kg": operational,
-        "embodied_kg": m,
-        "functional_unit": "request" if requests else "run",
-        "units": units,
-        "kg_per_unit": (operational + m) / units,
-        "embodied": asdict(embodied)
-        | {"gpus": gpus, "time_share": duration / (embodied.lifetime_years * SECONDS_PER_YEAR)},
-    }
+    duration = m.run.duration_s
+    gpus = len(m.gpus)
+    operational = m.emissions_kg
+    embodied_share = embodied_kg(embodied, duration, gpus)
+    units = m.requests or 1
+    return Sci(
+        operational_kg=operational,
+        embodied_kg=embodied_share,
+        functional_unit="request" if m.requests else "run",
+        units=units,
+        kg_per_unit=(operational + embodied_share) / units,
+        embodied=SciEmbodied(
+            server_kg=embodied.server_kg,
+            gpu_kg=embodied.gpu_kg,
+            lifetime_years=embodied.lifetime_years,
+            server_share=embodied.server_share,
+            source=embodied.source,
+            gpus=gpus,
+            time_share=duration / (embodied.lifetime_years * SECONDS_PER_YEAR),
+        ),
+    )

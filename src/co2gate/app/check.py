@@ -7,7 +7,6 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from co2gate import budget as budgets
 from co2gate import emissions
@@ -56,37 +55,36 @@ def check(request: CheckRequest, env: Mapping[str, str]) -> Outcome:
         budget, notes = load_budget(request.budget_file, ci, env)
     else:  # this checkout is the default branch: the fork cannot have changed it
         budget, notes = budgets.load(request.budget_file), []
-    docs = [emissions.read_measurement(path, labels, ci) for path in request.files]
+    read = [emissions.read_measurement(path, labels, ci) for path in request.files]
     if measured is not None:
-        for path, doc in zip(request.files, docs, strict=True):
-            companion.check_artifact(doc, path)
-    for doc in docs:
-        budgets.allocation_kg(budget, doc["run"]["workload"])
+        for path, m in zip(request.files, read, strict=True):
+            companion.check_artifact(m, path)
+    for m in read:
+        budgets.allocation_kg(budget, m.run.workload)
     check_templates(request.template_dir)
     out_dir = prepare_out_dir(request.out)
     ledger = open_ledger(budget.ledger, env)
-    gating: list[tuple[dict[str, Any], list[str], Mapping[str, Any] | None]]
-    gating = [(doc, notes, ci) for doc in docs]
+    gating = [(m, notes) for m in read]
     if measured is not None:
-        adopted = companion.adopt(measured, docs, env)
-        gating = [(a.doc, [*notes, *a.notes], a.doc["ci"]) for a in adopted]
+        adopted = companion.adopt(measured, read, env)
+        gating = [(a.measurement, [*notes, *a.notes]) for a in adopted]
     outcome = Outcome()
     results = [
         gate_into(
             outcome,
-            doc,
+            m,
             budget,
             ledger,
             out_dir,
-            record=should_record(budget, doc_ci, request.no_record),
-            notes=doc_notes,
+            record=should_record(budget, m.ci, request.no_record),
+            notes=m_notes,
             quiet=request.as_json,
         )
-        for doc, doc_notes, doc_ci in gating
+        for m, m_notes in gating
     ]
     from co2gate.app.publish import Options, Run, publish_into
 
-    runs = [Run(doc, gated) for (doc, _, _), gated in zip(gating, results, strict=True)]
+    runs = [Run(m, gated) for (m, _), gated in zip(gating, results, strict=True)]
     options = Options(request.template_dir, request.comment, request.comment_author)
     publish_into(outcome, runs, budget, out_dir, env, options)
     if request.as_json:

@@ -10,111 +10,52 @@ run, commit, pull request) comes from the event and the API, never from the arti
 
 from __future__ import annotations
 
-import math
-import unicodedata
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
 
 from co2gate.budget import CATEGORY
 from co2gate.errors import InputError
 from co2gate.github.context import PullLookup, WorkflowRun, pull_lookup, trusted_ci
-
-MAX_NAME = 200  # characters in a label or job name taken from an artifact
+from co2gate.model import CiInfo, Measurement
 
 
 @dataclass(frozen=True)
 class Adopted:
-    """An artifact's document with the trusted `ci` block, and the notes for its report."""
+    """An artifact's measurement with the trusted `ci` block, and the notes for its report."""
 
-    doc: dict[str, Any]
+    measurement: Measurement
     notes: tuple[str, ...]
 
 
-def check_artifact(doc: Mapping[str, Any], path: Path) -> None:
-    """Refuse an artifact's emissions.json whose figures a gate cannot use.
+def check_artifact(m: Measurement, path: Path) -> None:
+    """Refuse an artifact whose workload cannot name a budget category.
 
-    `emissions.read_measurement` has checked its shape; this checks its values, since the
-    run that wrote it may be hostile. Raises InputError: one line naming the file.
+    Its numbers, names and dates were checked when it was read (Measurement.from_json),
+    since the run that wrote it may be hostile. Raises InputError: one line naming the file.
     """
-
-    def refuse(what: str) -> NoReturn:
-        raise InputError(f"{path}: not a usable emissions.json from an artifact: {what}")
-
-    if not _amount(doc.get("emissions_kg")):
-        refuse(f"emissions_kg {_show(doc.get('emissions_kg'))} is not a finite number >= 0")
-    energy = doc.get("energy_kwh")
-    if not isinstance(energy, dict) or "total" not in energy:
-        refuse("energy_kwh.total is missing")
-    for part, kwh in energy.items():
-        if not _amount(kwh):
-            refuse(f"energy_kwh.{str(part)[:20]} {_show(kwh)} is not a finite number >= 0")
-    run = doc["run"]
-    if not CATEGORY.fullmatch(run["workload"]):
-        refuse(f"run.workload {_show(run['workload'])} is not a workload name")
-    if not _name(run["label"]):
-        refuse(f"run.label {_show(run['label'])} is not a name ({MAX_NAME} printable at most)")
-    if run.get("duration_s") is not None and not _amount(run["duration_s"]):
-        refuse(f"run.duration_s {_show(run['duration_s'])} is not a finite number >= 0")
-    try:
-        datetime.fromisoformat(run["ended_at"])
-    except ValueError:
-        refuse(f"run.ended_at {_show(run['ended_at'])} is not an ISO 8601 timestamp")
-    requests = doc.get("requests")
-    if requests is not None and (
-        isinstance(requests, bool) or not isinstance(requests, int) or requests < 1
-    ):
-        refuse(f"requests {_show(requests)} is not a whole number >= 1")
-    ci = doc.get("ci")
-    if ci is not None and not isinstance(ci, dict):
-        refuse("ci is not an object")
-    job = (ci or {}).get("job")
-    if job is not None and job != "" and not _name(job):
-        refuse(f"ci.job {_show(job)} is not a name ({MAX_NAME} printable at most)")
+    if not CATEGORY.fullmatch(m.run.workload):
+        shown = repr(m.run.workload)[:40]
+        raise InputError(f"{path}: run.workload: {shown} is not a workload name")
 
 
 def adopt(
     run: WorkflowRun,
-    docs: Sequence[Mapping[str, Any]],
+    measurements: Sequence[Measurement],
     env: Mapping[str, str],
     *,
     lookup: PullLookup | None = None,
 ) -> list[Adopted]:
-    """Each artifact's document with its `ci` block replaced by the trusted one.
+    """Each artifact's measurement with its `ci` block replaced by the trusted one.
 
     Pull requests are looked up once however many files name them.
     """
     lookup = lookup or pull_lookup(run.repository, env)
     adopted = []
-    for doc in docs:
-        claimed = doc.get("ci") if isinstance(doc.get("ci"), dict) else None
+    for m in measurements:
+        claimed = m.ci.to_json() if m.ci is not None else None
         trusted = trusted_ci(run, claimed, env, lookup=lookup)
-        adopted.append(Adopted(dict(doc) | {"ci": trusted.ci}, trusted.notes))
+        ci = CiInfo.from_context(trusted.ci)
+        adopted.append(Adopted(dataclasses.replace(m, ci=ci), trusted.notes))
     return adopted
-
-
-def _amount(value: object) -> bool:
-    """A finite number >= 0 (JSON's NaN and Infinity, which Python reads, are not)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(value) and value >= 0
-    except OverflowError:  # an integer too large for a float
-        return False
-
-
-def _name(value: object) -> bool:
-    """A label or job name: printable text, not empty, not too long."""
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= MAX_NAME
-        and value.strip() != ""
-        and not any(unicodedata.category(c)[0] in "CZ" and c != " " for c in value)
-    )
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."

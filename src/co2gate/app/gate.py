@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from co2gate import budget as budgets
 from co2gate.app import Outcome
+from co2gate.app.inputs import PULL_REQUEST_EVENTS
 from co2gate.budget import CategoryUsage, Gated
 from co2gate.emissions import write_atomic
 from co2gate.ledger.interface import Ledger, LedgerError, LedgerReadOnly, entry_key, make_entry
+from co2gate.model import CiInfo, Measurement
 
 
-def run_date(doc: Mapping[str, Any]) -> date:
-    return datetime.fromisoformat(doc["run"]["ended_at"]).date()
+def run_date(m: Measurement) -> date:
+    return m.run.ended_at.date()
 
 
 def base_run_kg(
@@ -34,7 +35,7 @@ def base_run_kg(
 
 
 def gate(
-    doc: Mapping[str, Any],
+    m: Measurement,
     budget: budgets.Budget,
     ledger: Ledger,
     *,
@@ -46,9 +47,9 @@ def gate(
     The run itself is excluded from `used` even when re-gated, so checking the same
     emissions.json twice gives the same verdict and records it once.
     """
-    category = doc["run"]["workload"]
-    start, end = budgets.budget_year(budget, run_date(doc))
-    entry = make_entry(doc, category)
+    category = m.run.workload
+    start, end = budgets.budget_year(budget, run_date(m))
+    entry = make_entry(m, category)
     key = entry_key(entry)
     said = list(notes)  # the caller's first, then the ledger's
     try:
@@ -57,21 +58,21 @@ def gate(
         entries = []
         said.append(f"ledger not read ({e}): the year's usage before this run is unknown")
     others = [e for e in entries if entry_key(e) != key]
-    run_kg = float(doc["emissions_kg"])
-    ci = doc.get("ci") or {}
-    requests = doc.get("requests")
-    base_kg = base_run_kg(entries, doc["run"]["label"], ci.get("base_ref"))
+    run_kg = m.emissions_kg
+    ci = m.ci or CiInfo()
+    base_kg = base_run_kg(entries, m.run.label, ci.base_ref)
     usage = _usage(budget, others, category, run_kg)
+    guard = m.run.guard if m.run.stopped_by_guard else None
     decision = budgets.decide(
         budget,
         category,
         next(u.used_before_kg for u in usage if u.category == category),
         run_kg,
         base_run_kg=base_kg,
-        is_pull_request=ci.get("event") in ("pull_request", "pull_request_target"),
-        per_request_kg=run_kg / requests if requests else None,
-        max_kg=_number(doc["run"].get("limit_kg")),
-        stopped_by_guard=_guard_stop(doc["run"]),
+        is_pull_request=ci.event in PULL_REQUEST_EVENTS,
+        per_request_kg=run_kg / m.requests if m.requests else None,
+        max_kg=m.run.limit_kg,
+        stopped_by_guard=(guard.stopped_at_kg, guard.limit_kg) if guard else None,
     )
     recorded = any(entry_key(e) == key for e in entries)
     failed = False
@@ -82,26 +83,8 @@ def gate(
         except LedgerError as e:
             failed = not isinstance(e, LedgerReadOnly)  # a fork's token is no failure
             said.append(f"not recorded in the ledger: {e}")
-    burn = _burn(others, category, start, run_date(doc), run_kg)
+    burn = _burn(others, category, start, run_date(m), run_kg)
     return Gated(decision, recorded, tuple(said), base_kg, usage, burn, (start, end), failed)
-
-
-def _number(value: object) -> float | None:
-    """A positive finite number from a document, else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) and value > 0 else None
-
-
-def _guard_stop(run: Mapping[str, Any]) -> tuple[float, float] | None:
-    """(kg when the live guard stopped the run, the limit) from emissions.json's run."""
-    guard = run.get("guard")
-    if not run.get("stopped_by_guard") or not isinstance(guard, Mapping):
-        return None
-    at_kg, limit = guard.get("stopped_at_kg"), _number(guard.get("limit_kg"))
-    if isinstance(at_kg, bool) or not isinstance(at_kg, (int, float)) or limit is None:
-        return None
-    return float(at_kg), limit
 
 
 def _usage(
@@ -146,11 +129,11 @@ def write_verdict(out_dir: Path, gated: Gated) -> Path:
     return path
 
 
-def should_record(budget: budgets.Budget, ci: Mapping[str, Any] | None, no_record: bool) -> bool:
+def should_record(budget: budgets.Budget, ci: CiInfo | None, no_record: bool) -> bool:
     """Record unless told not to; in CI only for the events the budget file counts."""
     if no_record:
         return False
-    return ci is None or ci.get("event") in budget.ledger.count
+    return ci is None or ci.event in budget.ledger.count
 
 
 def verdict_document(results: Sequence[Gated]) -> dict[str, Any]:
@@ -197,7 +180,7 @@ def standing(budget: budgets.Budget, ledger: Ledger, today: date, top: int = 5) 
 
 def gate_into(
     outcome: Outcome,
-    doc: Mapping[str, Any],
+    m: Measurement,
     budget: budgets.Budget,
     ledger: tuple[Ledger, str],
     out_dir: Path,
@@ -213,7 +196,7 @@ def gate_into(
     from co2gate import report
 
     opened, where = ledger
-    gated = gate(doc, budget, opened, record=record, notes=notes)
+    gated = gate(m, budget, opened, record=record, notes=notes)
     try:
         path: Path | None = write_verdict(out_dir, gated)
         outcome.files.append(out_dir / "verdict.json")

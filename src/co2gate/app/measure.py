@@ -3,11 +3,11 @@ measure it, price it, write emissions.json and emissions.csv."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from co2gate import budget as budgets
 from co2gate import emissions, intensity
@@ -24,6 +24,7 @@ from co2gate.emissions import RunLabels
 from co2gate.github.context import ci_context
 from co2gate.guard import Guard, Watch
 from co2gate.measure.interface import Meter
+from co2gate.model import Measurement
 from co2gate.runner import MeterFactory, Supervisor
 from co2gate.sci import Embodied
 
@@ -42,7 +43,7 @@ class MeasureRequest:
 
 @dataclass(frozen=True)
 class Measured:
-    doc: dict[str, Any]  # the emissions.json document
+    measurement: Measurement  # emissions.json
     exit_code: int  # the command's own
     files: tuple[Path, ...]
     stopped_by_guard: bool = False
@@ -99,7 +100,7 @@ def measure_command(
         sources = default_sources(env, guard.watch.source_interval_s() if guard else None)
     with Supervisor(argv, guard) as supervisor:
         child, outcomes = supervisor.run(sources)
-        doc = emissions.build(
+        m = emissions.build(
             child,
             outcomes,
             _price(location),
@@ -108,15 +109,15 @@ def measure_command(
             ci=ci_context(env),
             embodied=embodied,
         )
-        doc["notes"] = [*notes, *doc["notes"]]
+        m = dataclasses.replace(m, notes=(*notes, *m.notes))
         files: tuple[Path, ...] = ()
         lost = None
         try:
-            files = emissions.write(out_dir, doc)
+            files = emissions.write(out_dir, m)
         except OSError as e:
             lost = f"could not write emissions.json in {out_dir}: {e.strerror or e}"
     stopped = child.guard_stop is not None
-    return Measured(doc, child.exit_code, files, stopped, lost)
+    return Measured(m, child.exit_code, files, stopped, lost)
 
 
 # The location's intensity, resolved once (the guard's thread may ask first).
@@ -152,7 +153,7 @@ def measure(request: MeasureRequest, env: Mapping[str, str], say: Say) -> Outcom
     from co2gate.app.publish import Options, Run, publish_into
 
     options = Options(request.template_dir, comment=False)
-    publish_into(outcome, [Run(measured.doc)], budget, out_dir, env, options)
+    publish_into(outcome, [Run(measured.measurement)], budget, out_dir, env, options)
     return outcome.finish(measured.exit_code)
 
 
@@ -160,7 +161,7 @@ def measured_lines(measured: Measured) -> list[str]:
     """What co2gate says after the command: the figures, and the files (or what was lost)."""
     from co2gate import report
 
-    lines = report.summary_lines(measured.doc)
+    lines = report.summary_lines(measured.measurement)
     if measured.lost:
         return [*lines, measured.lost]
     return [*lines, "wrote " + ", ".join(str(p) for p in measured.files)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from co2gate import budget as budgets
 from co2gate import intensity, report
@@ -15,6 +15,7 @@ from co2gate.budget import Gated
 from co2gate.emissions import write_atomic
 from co2gate.github import workflow
 from co2gate.github.comments import CommentError, pull_for_commit, upsert_comment
+from co2gate.model import CiInfo, Measurement
 
 T = TypeVar("T")
 
@@ -35,7 +36,7 @@ class Published:
 
 @dataclass(frozen=True)
 class Run:
-    doc: Mapping[str, Any]
+    measurement: Measurement
     gated: Gated | None = None  # None: measured, not gated
 
 
@@ -53,7 +54,7 @@ def publish(
     GitHub API errors never raise: they become a warning line and the gate still decides.
     """
     elsewhere = intensity.low_carbon()
-    contexts = [report.context(r.doc, r.gated, budget, elsewhere=elsewhere) for r in runs]
+    contexts = [report.context(r.measurement, r.gated, budget, elsewhere=elsewhere) for r in runs]
     bodies = [report.render("comment.md.j2", c, options.template_dir) for c in contexts]
     summaries = [report.render("summary.md.j2", c, options.template_dir) for c in contexts]
     path = out_dir / "report.md"
@@ -70,12 +71,12 @@ def publish(
     if options.comment:
         for run, body in zip(runs, bodies, strict=True):
             if run.gated is not None:
-                _comment(run.doc, body, env, options, done)
+                _comment(run.measurement, body, env, options, done)
     outputs = _outputs(runs, out_dir, done.comment_urls)
     _runner_file("the step outputs", workflow.write_outputs, outputs, env, done)
     for run in runs:
         if run.gated is not None:
-            done.lines += _annotations(run.doc, run.gated)
+            done.lines += _annotations(run.measurement, run.gated)
     return done
 
 
@@ -119,26 +120,26 @@ def publish_into(
 
 
 def _comment(
-    doc: Mapping[str, Any], body: str, env: Mapping[str, str], options: Options, done: Published
+    m: Measurement, body: str, env: Mapping[str, str], options: Options, done: Published
 ) -> None:
     """Upsert the run's sticky comment on its PR; say why when there is none."""
-    ci = doc.get("ci") or {}
-    token, repository = env.get("GITHUB_TOKEN", ""), str(ci.get("repository") or "")
+    ci = m.ci or CiInfo()
+    token, repository = env.get("GITHUB_TOKEN", ""), ci.repository or ""
     api_url = env.get("GITHUB_API_URL", "https://api.github.com")
     if not token or not repository:
         done.lines.append("no PR comment: no GITHUB_TOKEN (set the github-token input)")
         return
     try:
-        number = ci.get("pr")
-        if number is None and ci.get("event") == "push" and ci.get("sha"):
-            number = pull_for_commit(repository, str(ci["sha"]), token=token, api_url=api_url)
+        number = ci.pr
+        if number is None and ci.event == "push" and ci.sha:
+            number = pull_for_commit(repository, ci.sha, token=token, api_url=api_url)
         if number is None:
             return  # not a pull request, nor a push to one: the summary is the report
         posted = upsert_comment(
             repository,
             int(number),
             body,
-            label=str(doc["run"]["label"]),
+            label=m.run.label,
             token=token,
             api_url=api_url,
             author=options.author,
@@ -165,8 +166,8 @@ def _comment(
 def _outputs(runs: Sequence[Run], out_dir: Path, urls: Sequence[str]) -> dict[str, str]:
     """PRODUCT.md section 8's step outputs; for several runs, the worst verdict and the sums."""
     outputs = {
-        "emissions-kg": _number(sum(float(r.doc["emissions_kg"]) for r in runs)),
-        "energy-kwh": _number(sum(float(r.doc["energy_kwh"]["total"]) for r in runs)),
+        "emissions-kg": _number(sum(r.measurement.emissions_kg for r in runs)),
+        "energy-kwh": _number(sum(r.measurement.energy_kwh.total for r in runs)),
         "report-dir": str(out_dir),
         "comment-url": urls[-1] if urls else "",
     }
@@ -188,7 +189,7 @@ def _number(x: float) -> str:
     return f"{x:.6g}"
 
 
-def _annotations(doc: Mapping[str, Any], gated: Gated) -> list[str]:
+def _annotations(m: Measurement, gated: Gated) -> list[str]:
     """An ::error for a failed gate and a ::warning for a warning, with the figures."""
     d = gated.decision
     if d.verdict is budgets.Verdict.PASS:
@@ -196,5 +197,5 @@ def _annotations(doc: Mapping[str, Any], gated: Gated) -> list[str]:
     level: workflow.Level = "error" if d.verdict is budgets.Verdict.FAIL else "warning"
     headline = report.verdict_lines(d, ())[0]
     why = " ".join(d.reasons[1:])
-    title = f"co2gate {d.verdict.value}: {doc['run']['label']}"
+    title = f"co2gate {d.verdict.value}: {m.run.label}"
     return [workflow.annotation(level, f"{headline}. {why}", title=title)]

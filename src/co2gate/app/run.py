@@ -79,12 +79,14 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
         files=list(measured.files), lines=measured_lines(measured), lost=bool(measured.lost)
     )
     ledger = open_ledger(budget.ledger, env)
-    record = should_record(budget, ci, request.no_record)
-    gated = gate_into(outcome, measured.doc, budget, ledger, out_dir, record=record, notes=notes)
+    record = should_record(budget, measured.measurement.ci, request.no_record)
+    gated = gate_into(
+        outcome, measured.measurement, budget, ledger, out_dir, record=record, notes=notes
+    )
     from co2gate.app.publish import Options, Run, publish_into
 
     options = Options(m.template_dir, request.comment, request.comment_author)
-    publish_into(outcome, [Run(measured.doc, gated)], budget, out_dir, env, options)
+    publish_into(outcome, [Run(measured.measurement, gated)], budget, out_dir, env, options)
     command = 0 if measured.stopped_by_guard else measured.exit_code  # the gate's, not SIGTERM's
     return outcome.finish(command, failed=gated.decision.verdict is budgets.Verdict.FAIL)
 

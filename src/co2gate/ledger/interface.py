@@ -15,6 +15,7 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 from co2gate.errors import ServiceError
+from co2gate.model import CiInfo, Measurement
 
 log = logging.getLogger("co2gate")
 
@@ -101,44 +102,32 @@ def shards_between(start: date, end: date) -> list[str]:
     return shards
 
 
-def make_entry(emissions_doc: Mapping[str, Any], category: str) -> dict[str, Any]:
-    """The ledger entry for one emissions.json document (co2gate/emissions/v1).
+def make_entry(m: Measurement, category: str) -> dict[str, Any]:
+    """The ledger entry for one measured run.
 
     Outside CI (`ci` is None) the run is keyed as repository "local", job "local", by its uuid.
     """
-    run = emissions_doc["run"]
-    ci = emissions_doc.get("ci") or {}
+    ci = m.ci or CiInfo()
+    ended = m.run.ended_at.astimezone(timezone.utc).isoformat(timespec="milliseconds")
     entry: dict[str, Any] = {
         "key": "",
-        "repository": ci.get("repository") or "local",
-        "run_id": str(ci.get("run_id") or run["id"]),
-        "run_attempt": str(ci.get("run_attempt") or "1"),
-        "job": ci.get("job") or "local",
-        "label": run["label"],
+        "repository": ci.repository or "local",
+        "run_id": ci.run_id or m.run.id,
+        "run_attempt": ci.run_attempt or "1",
+        "job": ci.job or "local",
+        "label": m.run.label,
         "category": category,
-        "emissions_kg": float(emissions_doc["emissions_kg"]),
-        "energy_kwh": float(emissions_doc["energy_kwh"]["total"]),
-        "duration_s": float(run.get("duration_s") or 0.0),
-        "ended_at": _utc_timestamp(run["ended_at"]),
-        "sha": ci.get("sha") or None,
-        "ref": ci.get("ref") or None,
-        "event": ci.get("event") or None,
-        "pr": ci.get("pr"),
+        "emissions_kg": m.emissions_kg,
+        "energy_kwh": m.energy_kwh.total,
+        "duration_s": m.run.duration_s,
+        "ended_at": ended,
+        "sha": ci.sha or None,
+        "ref": ci.ref or None,
+        "event": ci.event or None,
+        "pr": ci.pr,
     }
     entry["key"] = entry_key(entry)
     return entry
-
-
-def _utc_timestamp(ended_at: str) -> str:
-    """ended_at in UTC, so that shards and months are cut the same way everywhere."""
-    if ended_at.endswith("+00:00"):
-        return ended_at
-    try:
-        moment = datetime.fromisoformat(ended_at.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise LedgerError(f"ended_at is not an ISO 8601 timestamp: {ended_at!r}") from e
-    moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def to_line(entry: Mapping[str, Any]) -> str:

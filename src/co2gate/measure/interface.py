@@ -28,6 +28,7 @@ class Method(str, enum.Enum):
     VM_SHARE_ESTIMATE = "vm-share-estimate"  # estimated: the above, scaled to a VM's vCPUs
     RAM_SIZE_ESTIMATE = "ram-size-estimate"  # estimated: watts per DIMM from installed RAM
     USER_CONSTANT = "user-constant"  # given by the user
+    CODECARBON = "codecarbon"  # the user's own codecarbon wrote the figure (co2gate check)
     FAKE = "fake"  # a test double
     NONE = "none"  # no such device
     FAILED = "failed"  # the source broke; the figure is missing, see notes
