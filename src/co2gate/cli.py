@@ -49,6 +49,13 @@ def _finish(outcome: Outcome) -> None:
     sys.exit(outcome.exit_code)
 
 
+class _Stderr(logging.Handler):
+    """co2gate's log records as its own lines, on whatever stderr is now."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _say(record.getMessage())
+
+
 class _Group(click.Group):
     """Every expected failure (a Co2gateError) becomes one line on stderr and exit 2."""
 
@@ -187,10 +194,9 @@ json_option = click.option(
 @click.version_option(__version__, prog_name="co2gate")
 def cli() -> None:
     """Measure the energy and CO2e of a CI step and gate it against a carbon budget."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("co2gate: %(message)s"))
     logger = logging.getLogger("co2gate")
-    logger.addHandler(handler)
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+        logger.addHandler(_Stderr())
     logger.setLevel(logging.WARNING)
 
 
