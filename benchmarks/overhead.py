@@ -1,20 +1,22 @@
 """What wrapping a command in `co2gate measure` costs, measured side by side.
 
-A CPU-bound command of about 5 s and one of about 30 s run bare and under co2gate,
+A CPU-bound command of about 3 s and one of about 30 s run bare and under co2gate,
 alternating, --runs times each. Printed (medians):
 - wall time bare and wrapped, and what co2gate adds;
 - co2gate's own CPU time: the wrapped process tree's CPU time less the command's own
   (as the kernel reported it to co2gate through wait4);
 - how much of that grows with the command's length (30 s vs 5 s);
 - start delay: from spawning to the command's first statement, bare vs wrapped;
-- exit latency: from the command's last statement to co2gate's exit.
+- exit latency: from the command's last statement to co2gate's exit;
+- peak RSS: the largest resident set in the run's process tree (co2gate or the command).
 The command stamps its first and last statements with time.monotonic(), which on Linux is
 one clock for every process, so the benchmark can compare them with its own.
 
-    python benchmarks/overhead.py [--runs 5] [--short 5] [--long 30]
+    python benchmarks/overhead.py [--runs 5] [--short 3] [--long 30]
 
-Targets (issue 1/5): at most 0.3 s of added wall time, at most 0.8 s of CPU in all, of
-which at most 1% of the command's length grows with it, and at most 0.2 s exit latency.
+Targets: at most 0.15 s of added wall time, at most 0.8 s of co2gate's own CPU, of which at
+most 1% of the command's length grows with it, at most 0.1 s exit latency and at most 0.05 s
+of added start delay (wrapped less bare).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -50,11 +51,7 @@ class Sample:
     child_cpu_s: float  # the command alone; equals tree_cpu_s for a bare run
     start_delay_s: float
     exit_latency_s: float
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    peak_rss_mb: float
 
 
 def one_run(seconds: float, wrapped: bool, work: Path) -> Sample:
@@ -62,18 +59,20 @@ def one_run(seconds: float, wrapped: bool, work: Path) -> Sample:
     command = [sys.executable, "-c", COMMAND, str(seconds), str(stamps)]
     if wrapped:
         command = [sys.executable, "-m", "co2gate", "measure", "--out", str(out), "--", *command]
-    cpu0 = children_cpu()
     t0 = time.monotonic()
-    proc = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
     t1 = time.monotonic()
-    tree_cpu = children_cpu() - cpu0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    tree_cpu = usage.ru_utime + usage.ru_stime  # the child and every descendant it waited for
     if proc.returncode != 0:
         raise SystemExit(f"benchmark command failed with {proc.returncode}: {command}")
     first, last = (float(x) for x in stamps.read_text().split())
     child_cpu = tree_cpu
     if wrapped:
         child_cpu = json.loads((out / "emissions.json").read_text())["run"]["cpu_s"]
-    return Sample(t1 - t0, tree_cpu, child_cpu, first - t0, t1 - last)
+    peak_mb = usage.ru_maxrss / 1024  # KiB on Linux
+    return Sample(t1 - t0, tree_cpu, child_cpu, first - t0, t1 - last, peak_mb)
 
 
 def median(values: list[float]) -> float:
@@ -83,7 +82,7 @@ def median(values: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs of each kind (>= 5)")
-    parser.add_argument("--short", type=float, default=5.0, help="short command, seconds")
+    parser.add_argument("--short", type=float, default=3.0, help="short command, seconds")
     parser.add_argument("--long", type=float, default=30.0, help="long command, seconds")
     args = parser.parse_args()
 
@@ -101,7 +100,8 @@ def main() -> None:
 
     header = (
         f"{'command':>8} {'bare wall':>10} {'wrapped':>10} {'added wall':>11} "
-        f"{'co2gate CPU':>12} {'start delay':>12} {'(bare)':>8} {'exit latency':>13}"
+        f"{'co2gate CPU':>12} {'start delay':>12} {'(bare)':>8} {'added':>7} "
+        f"{'exit latency':>13} {'peak RSS':>9} {'(bare)':>8}"
     )
     print(header)
     own_cpu: dict[float, float] = {}
@@ -109,12 +109,15 @@ def main() -> None:
         bare, wrapped = kinds[False], kinds[True]
         added = median([w.wall_s for w in wrapped]) - median([b.wall_s for b in bare])
         own_cpu[seconds] = median([w.tree_cpu_s - w.child_cpu_s for w in wrapped])
+        rss_w, rss_b = max(w.peak_rss_mb for w in wrapped), max(b.peak_rss_mb for b in bare)
+        delay_w = median([w.start_delay_s for w in wrapped])
+        delay_b = median([b.start_delay_s for b in bare])
         print(
             f"{seconds:>7.0f}s {median([b.wall_s for b in bare]):>9.3f}s "
             f"{median([w.wall_s for w in wrapped]):>9.3f}s {added:>10.3f}s "
-            f"{own_cpu[seconds]:>11.3f}s {median([w.start_delay_s for w in wrapped]):>11.3f}s "
-            f"{median([b.start_delay_s for b in bare]):>7.3f}s "
-            f"{median([w.exit_latency_s for w in wrapped]):>12.3f}s"
+            f"{own_cpu[seconds]:>11.3f}s {delay_w:>11.3f}s {delay_b:>7.3f}s "
+            f"{delay_w - delay_b:>6.3f}s {median([w.exit_latency_s for w in wrapped]):>12.3f}s "
+            f"{rss_w:>7.0f}MB {rss_b:>6.0f}MB"
         )
     growth = (own_cpu[args.long] - own_cpu[args.short]) / (args.long - args.short)
     print(
@@ -123,8 +126,8 @@ def main() -> None:
         f"{own_cpu[args.long]:.3f} s at {args.long:.0f} s)"
     )
     print(
-        "targets: added wall <= 0.300 s, co2gate CPU <= 0.800 s, growth <= 1%, "
-        "exit latency <= 0.200 s"
+        "targets: added wall <= 0.150 s, co2gate CPU <= 0.800 s, growth <= 1%, "
+        "exit latency <= 0.100 s, added start delay <= 0.050 s"
     )
 
 
