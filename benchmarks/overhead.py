@@ -22,6 +22,7 @@ of added start delay (wrapped less bare).
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import statistics
@@ -86,6 +87,11 @@ def main() -> None:
     parser.add_argument("--long", type=float, default=30.0, help="long command, seconds")
     args = parser.parse_args()
 
+    # As installed: pip, and the action's uv with --compile-bytecode, compile co2gate's modules;
+    # an editable checkout under PYTHONDONTWRITEBYTECODE would compile them on every start.
+    import co2gate
+
+    compileall.compile_dir(Path(co2gate.__file__).parent, quiet=1)
     print(f"co2gate overhead: {args.runs} runs each, alternating bare and wrapped")
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}\n")
     results: dict[float, dict[bool, list[Sample]]] = {}

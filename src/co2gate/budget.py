@@ -6,7 +6,6 @@ that names the file, the key and the problem; `decide` applies PRODUCT.md sectio
 
 from __future__ import annotations
 
-import difflib
 import enum
 import math
 import re
@@ -307,7 +306,9 @@ def _show(value: object) -> str:
 
 
 def _did_you_mean(word: object, choices: Collection[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1) if isinstance(word, str) else []
+    from difflib import get_close_matches
+
+    close = get_close_matches(word, choices, n=1) if isinstance(word, str) else []
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

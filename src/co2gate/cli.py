@@ -7,7 +7,6 @@ import logging
 import math
 import os
 import sys
-import traceback
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -572,6 +571,8 @@ def main() -> None:
         cli(prog_name="co2gate")
     except Exception as e:  # a bug: one line, the traceback only on request
         if os.environ.get("CO2GATE_DEBUG"):
+            import traceback
+
             traceback.print_exc()
         what = " ".join(f"{type(e).__name__}: {e}".split())
         click.echo(f"co2gate: internal error: {what} (CO2GATE_DEBUG=1 shows where)", err=True)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import io
 import json
 import math
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -78,6 +76,8 @@ def build(
 
     `ci` is co2gate's own block (github.context.ci_context), taken as it is.
     """
+    from uuid import uuid4  # after the command: uuid imports platform
+
     lifetime = child.duration_s
     parts = {component: _Part() for component in Component}
     gpus: list[Gpu] = []
@@ -132,7 +132,7 @@ def build(
     cpu, gpu_part, ram = (parts[c] for c in Component)
     measurement = Measurement(
         run=Run(
-            id=str(uuid.uuid4()),
+            id=str(uuid4()),
             label=labels.label,
             workload=labels.workload,
             command=tuple(child.argv),
@@ -268,6 +268,8 @@ def csv_row(m: Measurement) -> dict[str, Any]:
 
 def write(out_dir: Path, m: Measurement) -> tuple[Path, Path]:
     """Write emissions.json and emissions.csv into out_dir, each atomically."""
+    import csv
+
     row = csv_row(m)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(row), lineterminator="\n")
@@ -303,6 +305,8 @@ def from_codecarbon_csv(
 def _from_codecarbon_text(
     text: str, path: Path, labels: RunLabels, ci: CiInfo | Mapping[str, Any] | None
 ) -> Measurement:
+    import csv
+
     try:
         rows = list(csv.DictReader(io.StringIO(text, newline="")))
     except csv.Error as e:  # a NUL byte, a field over the csv module's limit

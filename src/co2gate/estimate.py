@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 import math
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -266,11 +265,14 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 
 def _spread(values: Sequence[float]) -> dict[str, float] | None:
+
+    from statistics import median
+
     ordered = sorted(values)
     if not ordered:
         return None
     return {
-        "median": statistics.median(ordered),
+        "median": median(ordered),
         "min": ordered[0],
         "p90": _percentile(ordered, 0.9),
         "max": ordered[-1],
