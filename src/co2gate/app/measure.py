@@ -40,6 +40,10 @@ class MeasureRequest:
     budget_file: Path = Path(budgets.DEFAULT_FILE)
     template_dir: Path | None = None
 
+    def labels(self, env: Mapping[str, str]) -> RunLabels:
+        """What the user said the run is; refuses a workload that cannot name a category."""
+        return RunLabels(label_of(self.label, env), check_workload(self.workload), self.requests)
+
 
 @dataclass(frozen=True)
 class Measured:
@@ -48,6 +52,14 @@ class Measured:
     files: tuple[Path, ...]
     stopped_by_guard: bool = False
     lost: str | None = None  # what could not be written, and why
+
+    def outcome(self) -> Outcome:
+        """What co2gate says after the command: the figures, and the files or what was lost."""
+        from co2gate import report
+
+        lines = report.summary_lines(self.measurement)
+        lines.append(self.lost or "wrote " + ", ".join(str(p) for p in self.files))
+        return Outcome(files=list(self.files), lines=lines, lost=self.lost is not None)
 
 
 def default_sources(
@@ -126,9 +138,7 @@ _price = functools.cache(intensity.resolve)
 
 def measure(request: MeasureRequest, env: Mapping[str, str], say: Say) -> Outcome:
     """`co2gate measure`: run and measure the command; with a budget file, its location."""
-    labels = RunLabels(
-        label_of(request.label, env), check_workload(request.workload), request.requests
-    )
+    labels = request.labels(env)
     budget, notes = None, list[str]()
     if request.budget_file.is_file():
         budget, notes = load_budget(request.budget_file, ci_context(env), env)
@@ -147,21 +157,9 @@ def measure(request: MeasureRequest, env: Mapping[str, str], say: Say) -> Outcom
         embodied=budget.embodied if budget else None,
         notes=notes,
     )
-    outcome = Outcome(
-        files=list(measured.files), lines=measured_lines(measured), lost=bool(measured.lost)
-    )
+    outcome = measured.outcome()
     from co2gate.app.publish import Options, Run, publish_into
 
     options = Options(request.template_dir, comment=False)
     publish_into(outcome, [Run(measured.measurement)], budget, out_dir, env, options)
     return outcome.finish(measured.exit_code)
-
-
-def measured_lines(measured: Measured) -> list[str]:
-    """What co2gate says after the command: the figures, and the files (or what was lost)."""
-    from co2gate import report
-
-    lines = report.summary_lines(measured.measurement)
-    if measured.lost:
-        return [*lines, measured.lost]
-    return [*lines, "wrote " + ", ".join(str(p) for p in measured.files)]

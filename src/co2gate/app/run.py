@@ -14,13 +14,11 @@ from co2gate.app import Outcome, Say
 from co2gate.app.gate import gate_into, should_record, write_verdict
 from co2gate.app.inputs import (
     check_templates,
-    check_workload,
-    label_of,
     load_budget,
     open_ledger,
     prepare_out_dir,
 )
-from co2gate.app.measure import MeasureRequest, measure_command, measured_lines
+from co2gate.app.measure import MeasureRequest, measure_command
 from co2gate.emissions import RunLabels
 from co2gate.github.context import ci_context
 from co2gate.guard import DEFAULT_GRACE_S, Watch, default_heartbeat_s
@@ -45,11 +43,9 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
     the gate: 1, not its signal's 143), else 1 when the gate fails, else 2 when the run could
     not be written or recorded, else 0.
     """
-
     m = request.measure
-    ci = ci_context(env)
-    labels = RunLabels(label_of(m.label, env), check_workload(m.workload), m.requests)
-    budget, notes = load_budget(m.budget_file, ci, env)
+    labels = m.labels(env)
+    budget, notes = load_budget(m.budget_file, ci_context(env), env)
     budgets.allocation_kg(budget, labels.workload)
     location = m.location.over(budget.location, budget.source)
     check_templates(m.template_dir)
@@ -75,9 +71,7 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
         say=say,
         embodied=budget.embodied,
     )
-    outcome = Outcome(
-        files=list(measured.files), lines=measured_lines(measured), lost=bool(measured.lost)
-    )
+    outcome = measured.outcome()
     ledger = open_ledger(budget.ledger, env)
     record = should_record(budget, measured.measurement.ci, request.no_record)
     gated = gate_into(
