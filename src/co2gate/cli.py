@@ -90,7 +90,8 @@ run_options = _options(
         type=click.Path(file_okay=False, path_type=Path),
         default=Path("co2gate-report"),
         show_default=True,
-        help="Directory for emissions.json and emissions.csv.",
+        help="Directory for emissions.json, emissions.csv and report.md (and, for run, "
+        "verdict.json).",
     ),
     click.option(
         "--label",
@@ -139,23 +140,27 @@ location_options = _options(
         "--pue",
         type=float,
         default=None,
-        help="Data-centre Power Usage Effectiveness (>= 1). Default: the budget file's, else 1.",
+        help="Data-centre Power Usage Effectiveness, 1 to 10. Default: the budget file's, else 1.",
     ),
 )
 
 
-budget_file_option = click.option(
-    "--budget-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path(budgets.DEFAULT_FILE),
-    show_default=True,
-    help="The budget file (on pull requests it is read at the base commit).",
-)
+def budget_file_option(help: str) -> Callable[[F], F]:
+    return click.option(
+        "--budget-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=Path(budgets.DEFAULT_FILE),
+        show_default=True,
+        help=help,
+    )
+
+
+AT_BASE = " On pull requests it is read at the base commit."
 no_record_option = click.option(
     "--no-record", is_flag=True, help="Check against the budget but do not add to the ledger."
 )
 # Where the budget is and whether to record the run.
-gate_options = _options(budget_file_option, no_record_option)
+gate_options = _options(budget_file_option("The budget file." + AT_BASE), no_record_option)
 
 
 template_dir_option = click.option(
@@ -202,7 +207,9 @@ def cli() -> None:
 @cli.command(context_settings={"allow_interspersed_args": False})
 @run_options
 @location_options
-@budget_file_option
+@budget_file_option(
+    "The budget file whose location, PUE and embodied figures apply when it exists." + AT_BASE
+)
 @template_dir_option
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def measure(
@@ -307,7 +314,8 @@ def run(
     """Run COMMAND, measure it, check it against the budget and record it.
 
     The budget file is read and checked before COMMAND starts. Exit code: COMMAND's own
-    when it failed, else 1 when the gate fails, else 0. A COMMAND that the live guard stopped
+    when it failed, else 1 when the gate fails, else 2 when the run could not be written or
+    recorded, else 0. A COMMAND that the live guard stopped
     at its cap (--max-kg, limits[workload]) fails the gate: 1, not its signal's 143.
     verdict.json and report.md join the emissions files in --out; in GitHub Actions the
     report also goes to the job summary and the PR comment, with step outputs and an
@@ -404,7 +412,7 @@ def check(
 
 
 @cli.command(name="budget")
-@budget_file_option
+@budget_file_option("The budget file, as it is in this checkout.")
 @json_option
 def budget_command(budget_file: Path, as_json: bool) -> None:
     """Where the budget stands this year: allocated, used and remaining per category, and
@@ -415,7 +423,7 @@ def budget_command(budget_file: Path, as_json: bool) -> None:
 
 
 @cli.command(name="estimate")
-@budget_file_option
+@budget_file_option("The budget file, as it is in this checkout: its location, PUE and ledger.")
 @click.option(
     "--workload",
     default="training",
