@@ -345,7 +345,11 @@ def test_branch_torn_lines_are_skipped_with_one_warning(
     assert [e["run_id"] for e in ledger.entries(*YEAR_2025)] == ["1"]
     assert len(caplog.records) == 1
     message = caplog.records[0].getMessage()
-    assert f"{REPO}@{BRANCH}:2025/03.jsonl" in message and "line 2, 3" in message
+    assert f"{REPO}@{BRANCH}:2025/03.jsonl" in message
+    assert (
+        "skipped 2 invalid ledger line(s): line 2 (not JSON: Expecting value (column 1)), line 3"
+        in message
+    )
     assert ledger.append(entry(2)) is True
     assert [e["run_id"] for e in ledger.entries(*YEAR_2025)] == ["1", "2"]
 
@@ -542,3 +546,387 @@ def test_concurrent_jobs_on_one_branch_lose_and_double_nothing(
     assert sorted(e["key"] for e in found) == sorted(e["key"] for r in rows for e in r)
     assert [ledger.append(e) for r in rows for e in r] == [False] * 100
     assert len(ledger.entries(*YEAR_2025)) == 100
+
+
+# -- invalid lines: skipped with one warning, never summed, never a crash ----------------------
+
+DROP = object()  # the field is left out of the line
+
+
+def line_with(field: str, raw: Any) -> str:
+    """Run 2's line with `field` set to the raw JSON text `raw` (NaN, 1e400: what json.dumps
+    would never write), or left out (DROP)."""
+    fields = dict(entry(2))
+    if raw is DROP:
+        del fields[field]
+        return json.dumps(fields)
+    fields[field] = "@hostile@"
+    return json.dumps(fields).replace('"@hostile@"', raw)
+
+
+NOT_BETWEEN = "is not between 1970-01-01 and 2100-12-31 (UTC)"
+TEXT = "is not a non-empty string of at most 512 characters"
+HOSTILE = [
+    pytest.param(
+        line_with("emissions_kg", "null"), "emissions_kg: null is not a number", id="null"
+    ),
+    pytest.param(
+        line_with("emissions_kg", "NaN"),
+        "emissions_kg: NaN is not a finite number >= 0",
+        id="nan",
+    ),
+    pytest.param(
+        line_with("energy_kwh", "Infinity"),
+        "energy_kwh: Infinity is not a finite number >= 0",
+        id="infinity",
+    ),
+    pytest.param(
+        line_with("duration_s", "-Infinity"),
+        "duration_s: -Infinity is not a finite number >= 0",
+        id="minus-infinity",
+    ),
+    pytest.param(
+        line_with("emissions_kg", "1e400"),  # json.loads reads it as inf
+        "emissions_kg: Infinity is not a finite number >= 0",
+        id="1e400",
+    ),
+    pytest.param(
+        line_with("emissions_kg", "-0.25"),
+        "emissions_kg: -0.25 is not a finite number >= 0",
+        id="negative",
+    ),
+    pytest.param(
+        line_with("emissions_kg", "2e9"),
+        "emissions_kg: 2000000000.0 is over 1e+09, more than any run can use",
+        id="over-the-bound",
+    ),
+    pytest.param(
+        line_with("energy_kwh", "9" * 400),  # float() of it is an OverflowError
+        "energy_kwh: a 400-digit integer is over 1e+12, more than any run can use",
+        id="400-digit-integer",
+    ),
+    pytest.param(
+        line_with("duration_s", "9" * 5000),  # json.loads refuses it (ValueError)
+        "not JSON: Exceeds the limit (4300 digits) for integer string conversion: value has "
+        "5000 digits",
+        id="5000-digit-integer",
+    ),
+    pytest.param(
+        line_with("emissions_kg", "true"), "emissions_kg: true is not a number", id="bool"
+    ),
+    pytest.param(
+        line_with("energy_kwh", '"1.0"'), "energy_kwh: '1.0' is not a number", id="string"
+    ),
+    pytest.param(line_with("key", DROP), "key: missing", id="no-key"),
+    pytest.param(line_with("label", DROP), "label: missing", id="no-label"),
+    pytest.param(line_with("category", DROP), "category: missing", id="no-category"),
+    pytest.param(line_with("run_id", "42"), f"run_id: 42 {TEXT}", id="integer-run-id"),
+    pytest.param(line_with("job", '""'), f"job: '' {TEXT}", id="empty-job"),
+    pytest.param(
+        line_with("label", json.dumps("x" * 600)),
+        f"label: '{'x' * 40}'... (600 characters) {TEXT}",
+        id="long-label",
+    ),
+    pytest.param(
+        line_with("ended_at", '"9999-12-31T23:59:59.000+00:00"'),
+        f"ended_at: '9999-12-31T23:59:59.000+00:00' {NOT_BETWEEN}",
+        id="year-9999",
+    ),
+    pytest.param(
+        line_with("ended_at", '"9999-12-31T23:00:00-05:00"'),  # in UTC: an OverflowError
+        f"ended_at: '9999-12-31T23:00:00-05:00' {NOT_BETWEEN}",
+        id="year-9999-west-of-utc",
+    ),
+    pytest.param(
+        line_with("ended_at", '"0001-01-01T00:00:00+05:00"'),
+        f"ended_at: '0001-01-01T00:00:00+05:00' {NOT_BETWEEN}",
+        id="year-1-east-of-utc",
+    ),
+    pytest.param(
+        line_with("ended_at", '"1970-01-01T01:00:00+02:00"'),  # 1969-12-31 in UTC
+        f"ended_at: '1970-01-01T01:00:00+02:00' {NOT_BETWEEN}",
+        id="1969-in-utc",
+    ),
+    pytest.param(
+        line_with("ended_at", '"2025-13-04T10:00:00+00:00"'),
+        "ended_at: '2025-13-04T10:00:00+00:00' is not an ISO 8601 timestamp",
+        id="month-13",
+    ),
+    pytest.param(
+        line_with("ended_at", '"2025-03-04T25:00:00+00:00"'),
+        "ended_at: '2025-03-04T25:00:00+00:00' is not an ISO 8601 timestamp",
+        id="hour-25",
+    ),
+    pytest.param(
+        line_with("ended_at", '"yesterday"'),
+        "ended_at: 'yesterday' is not an ISO 8601 timestamp",
+        id="not-a-timestamp",
+    ),
+    pytest.param(
+        line_with("ended_at", "1741082400"),
+        "ended_at: 1741082400 is not an ISO 8601 timestamp",
+        id="epoch-seconds",
+    ),
+    pytest.param(line_with("ended_at", DROP), "ended_at: missing", id="no-ended-at"),
+    pytest.param(line_with("pr", "0"), "pr: 0 is not null or a positive integer", id="pr-0"),
+    pytest.param(
+        line_with("pr", "true"), "pr: true is not null or a positive integer", id="pr-bool"
+    ),
+    pytest.param(
+        line_with("pr", "12.0"), "pr: 12.0 is not null or a positive integer", id="pr-float"
+    ),
+    pytest.param(line_with("sha", "5"), "sha: 5 is not null or a string", id="sha-number"),
+    pytest.param(line_with("ref", "[]"), "ref: an array is not null or a string", id="ref-array"),
+    pytest.param(
+        line_with("event", "{}"), "event: an object is not null or a string", id="event-object"
+    ),
+    pytest.param(
+        line_with("label", '"\\ud800"'),  # a lone surrogate: no UTF-8 can write it out
+        "a string holds a lone surrogate: it is not Unicode text",
+        id="lone-surrogate",
+    ),
+    pytest.param("[1, 2]", "an array is not a JSON object", id="array-line"),
+    pytest.param('"text"', "'text' is not a JSON object", id="string-line"),
+    pytest.param("null", "null is not a JSON object", id="null-line"),
+    pytest.param("[" * 100_000, "not JSON: nested too deeply", id="deep-nesting"),
+    pytest.param(
+        '{"key": "octo/lab/2', "not JSON: Unterminated string starting at (column 9)", id="torn"
+    ),
+]
+
+
+def shard_around(line: str) -> str:
+    """A shard holding a valid run 1, the given line, and a valid run 3."""
+    return to_line(entry(1)) + line + "\n" + to_line(entry(3))
+
+
+def assert_skipped_once(
+    found: list[dict[str, Any]], caplog: pytest.LogCaptureFixture, source: str, problem: str
+) -> None:
+    assert found == [entry(1), entry(3)]  # the valid lines around it, as they were written
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [f"{source}: skipped 1 invalid ledger line(s): line 2 ({problem})"]
+
+
+@pytest.mark.parametrize(("line", "problem"), HOSTILE)
+def test_file_skips_a_hostile_line_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, line: str, problem: str
+) -> None:
+    shard = tmp_path / "2025/03.jsonl"
+    shard.parent.mkdir(parents=True)
+    shard.write_text(shard_around(line), encoding="utf-8")
+    caplog.set_level(logging.WARNING, logger="co2gate")
+    found = FileLedger(tmp_path).entries(*YEAR_2025)
+    assert_skipped_once(found, caplog, str(shard), problem)
+    summary = summarize(found)  # what `budget` and `check` compute from it
+    assert (summary["count"], summary["emissions_kg"]) == (2, 0.5)
+
+
+@pytest.fixture(scope="module")
+def ledger_branch() -> Any:
+    """One fake GitHub for the hostile-line tests, its ledger branch created by a first run."""
+    with FakeGitHub() as fake:
+        BranchLedger(REPO, fake.token, api_url=fake.api_url).append(entry(0, "2025-02-01T00:00Z"))
+        yield fake
+
+
+@pytest.mark.parametrize(("line", "problem"), HOSTILE)
+def test_branch_skips_a_hostile_line_with_one_warning(
+    ledger_branch: FakeGitHub, caplog: pytest.LogCaptureFixture, line: str, problem: str
+) -> None:
+    ledger_branch.put_file(REPO, BRANCH, "2025/03.jsonl", shard_around(line))
+    reader = BranchLedger(REPO, ledger_branch.token, api_url=ledger_branch.api_url)
+    caplog.set_level(logging.WARNING, logger="co2gate")
+    found = reader.entries(date(2025, 3, 1), date(2025, 4, 1))
+    assert_skipped_once(found, caplog, f"{REPO}@{BRANCH}:2025/03.jsonl", problem)
+    assert summarize(found)["emissions_kg"] == 0.5
+
+
+def test_one_warning_per_shard_lists_the_lines(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = [to_line(entry(n)) for n in range(3)]
+    bad = [line_with("emissions_kg", "NaN") + "\n"] + [line_with("pr", "0") + "\n"] * 11
+    # blank lines first and between: the line numbers are still the file's own
+    text = "\n\n" + good[0] + bad[0] + "\n" + good[1] + "".join(bad[1:]) + good[2]
+    (tmp_path / "2025").mkdir()
+    (tmp_path / "2025/03.jsonl").write_text(text)
+    (tmp_path / "2025/04.jsonl").write_text(line_with("sha", "5").replace("03-04", "04-04"))
+    caplog.set_level(logging.WARNING, logger="co2gate")
+    found = FileLedger(tmp_path).entries(*YEAR_2025)
+    assert [e["run_id"] for e in found] == ["0", "1", "2"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path}/2025/03.jsonl: skipped 12 invalid ledger line(s): line 4 (emissions_kg: "
+        "NaN is not a finite number >= 0), line 7, line 8, line 9, line 10, line 11, line 12, "
+        "line 13, line 14, line 15, ...",
+        f"{tmp_path}/2025/04.jsonl: skipped 1 invalid ledger line(s): line 1 (sha: 5 is not "
+        "null or a string)",
+    ]
+
+
+def test_older_lines_are_read_with_their_numbers_as_floats(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Lines without duration_s (or null), integer figures, other time zones, no optional
+    fields, a key not made of its fields: valid, and normalised."""
+    old = {
+        "key": "octo/lab/7",
+        "repository": "octo/lab",
+        "run_id": "7",
+        "run_attempt": "1",
+        "job": "j",
+        "label": "train \U0001f680",  # written by json.dumps as a surrogate pair: fine
+        "category": "",
+        "emissions_kg": 2,
+        "energy_kwh": 0,
+        "ended_at": "2025-03-01T01:30:00+02:00",  # 28 February in UTC
+    }
+    lines = [
+        old,
+        old | {"key": "k8", "duration_s": None, "ended_at": "2025-02-10T10:00:00Z"},
+        old | {"key": "k9", "duration_s": 1, "ended_at": "2025-02-11T10:00:00", "pr": 3},
+    ]
+    (tmp_path / "2025").mkdir()
+    (tmp_path / "2025/02.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines[1:]))
+    (tmp_path / "2025/03.jsonl").write_text(json.dumps(old) + "\n")
+    caplog.set_level(logging.WARNING, logger="co2gate")
+    found = FileLedger(tmp_path).entries(date(2025, 2, 1), date(2025, 3, 2))
+    assert caplog.records == []
+    assert [e["key"] for e in found] == ["k8", "k9", "octo/lab/7"]
+    for e in found:
+        assert all(type(e[k]) is float for k in ("emissions_kg", "energy_kwh", "duration_s"))
+        assert (e["sha"], e["ref"], e["event"]) == (None, None, None)
+        assert e["label"] == "train \U0001f680"
+    assert [(e["duration_s"], e["pr"]) for e in found] == [(0.0, None), (1.0, 3), (0.0, None)]
+    assert [e["ended_at"] for e in found] == [
+        "2025-02-10T10:00:00Z",
+        "2025-02-11T10:00:00.000+00:00",
+        "2025-02-28T23:30:00.000+00:00",
+    ]
+
+
+def test_the_fast_path_takes_nothing_the_full_check_refuses() -> None:
+    """Random lines mixing valid and hostile fields: what the fast path lets through is
+    exactly what the full check accepts, normalised the same way."""
+    import random
+
+    from co2gate.ledger.interface import _normalised, _valid_entries
+
+    rng = random.Random(2025)
+    pools: dict[str, list[Any]] = {
+        "key": ["octo/lab/2/1/train/train", "", "x" * 513, "/a//b/", 7, None],
+        "repository": ["octo/lab", "", "/", "a/", 5, None, "x" * 600],
+        "run_id": ["2", "", 2, True, "//"],
+        "label": ["train", "", "/train", "x" * 513, ["train"]],
+        "category": ["training", "", None, 3],
+        "emissions_kg": [0.25, 0.0, -0.0, 1e9, 1e9 + 1, 0, 3, -1e-9, True, None, "1", 2**70],
+        "energy_kwh": [1.0, 1e12, 1e13, float("nan"), float("inf"), 10**400],
+        "duration_s": [60.0, 0, None, -1.0, 1e10, False],
+        "ended_at": [
+            "2025-03-04T10:00:00.000+00:00",
+            "2025-03-04T10:00:00Z",
+            "2025-03-04T10:00:00-00:00",
+            "2025-03-04T10:00:00+01:00",
+            "2025-03-04T10:00:00",
+            "2025-03-04 10:00:00+00:00",
+            "2025-W10-2T10:00:00+00:00",
+            "20250304T100000+00:00",
+            "2025-02-30T10:00:00+00:00",
+            "2100-12-31T23:59:59+00:00",
+            "2101-01-01T00:00:00+00:00",
+            "1970-01-01T00:00:00+00:00",
+            "2025-03-04",
+            "2025-03-04T10:00:00+00:00x",
+            5,
+            None,
+        ],
+        "pr": [None, 1, 0, -1, True, 2**53, 2**53 + 1, 1.0, "1"],
+        "sha": [None, "", "abc", 5],
+        "event": [None, "push", False],
+    }
+    for _ in range(3000):
+        obj = dict(entry(2))
+        for name in rng.sample(sorted(pools), rng.randint(1, 3)):
+            if rng.random() < 0.1:
+                obj.pop(name, None)
+            else:
+                obj[name] = rng.choice(pools[name])
+        text = json.dumps(obj) + "\n"  # NaN and Infinity as Python writes them
+        found, bad = _valid_entries(text, "", "~")
+        try:
+            expected, _ = _normalised(json.loads(text))
+        except Exception:
+            assert (found, len(bad)) == ([], 1), obj
+        else:
+            assert (found, bad) == ([expected], []), obj
+
+
+def test_sums_over_maximal_entries_stay_finite(tmp_path: Path) -> None:
+    biggest = entry(0, emissions_kg=1e9, energy_kwh=1e12, duration_s=1e9, pr=2**53)
+    (tmp_path / "2025").mkdir()
+    with (tmp_path / "2025/03.jsonl").open("w") as f:
+        f.writelines(to_line(biggest | {"run_id": str(n), "key": ""}) for n in range(20_000))
+        f.write(line_with("emissions_kg", "1.0000001e9") + "\n")  # one over: never summed
+        f.write(line_with("energy_kwh", "1e308") + "\n")
+    found = FileLedger(tmp_path).entries(*YEAR_2025)
+    assert len(found) == 20_000
+    summary = summarize(found)
+    assert summary["emissions_kg"] == 20_000 * 1e9 and summary["energy_kwh"] == 20_000 * 1e12
+    assert sum(e["emissions_kg"] for e in found) == 2e13  # as gate.py and estimate.py sum
+    assert summary["by_month"]["2025-03"]["energy_kwh"] == 2e16
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"emissions_kg": float("nan")}, "emissions_kg: NaN is not a finite number >= 0"),
+        ({"emissions_kg": float("inf")}, "emissions_kg: Infinity is not a finite number >= 0"),
+        ({"emissions_kg": 10**400}, "emissions_kg: a 401-digit integer is over 1e+09"),
+        ({"emissions_kg": -1.0}, "emissions_kg: -1.0 is not a finite number >= 0"),
+        ({"emissions_kg": True}, "emissions_kg: true is not a number"),
+        ({"emissions_kg": None}, "emissions_kg: null is not a number"),
+        ({"energy_kwh": "1"}, "energy_kwh: '1' is not a number"),
+        ({"duration_s": float("nan")}, "duration_s: NaN is not a finite number >= 0"),
+        ({"ended_at": "9999-12-31T23:59:59+00:00"}, NOT_BETWEEN),
+        ({"ended_at": "soon"}, "ended_at: 'soon' is not an ISO 8601 timestamp"),
+        ({"label": "x" * 513}, f"label: '{'x' * 40}'... (513 characters) {TEXT}"),
+        ({"job": ""}, f"job: '' {TEXT}"),
+        ({"pr": 0}, "pr: 0 is not null or a positive integer"),
+        ({"sha": 5}, "sha: 5 is not null or a string"),
+        ({"label": "train\ud800"}, "a string holds a lone surrogate"),
+    ],
+)
+def test_an_invalid_entry_is_never_written(
+    tmp_path: Path, fake_github: FakeGitHub, change: dict[str, Any], problem: str
+) -> None:
+    bad = entry(1) | change
+    with pytest.raises(LedgerError, match="is invalid: ") as refused:
+        to_line(bad)
+    assert problem in str(refused.value) and "\n" not in str(refused.value)
+    with pytest.raises(LedgerError, match="is invalid: "):
+        FileLedger(tmp_path).append(bad)
+    assert list(tmp_path.rglob("*.jsonl")) == []
+    with pytest.raises(LedgerError, match="is invalid: "):
+        branch_ledger(fake_github)[0].append(bad)
+    assert fake_github.count() == 0  # refused before any request
+
+
+def test_every_measurement_the_model_reads_makes_a_valid_entry() -> None:
+    """Bad figures are refused when a file is read (Measurement.from_json): its bounds lie
+    within the ledger's, so make_entry never meets a figure a ledger may not hold."""
+    doc = emissions_doc(None)
+    doc["emissions_kg"], doc["energy_kwh"]["total"] = 1e9, 1e9  # the model's largest
+    doc["run"] |= {"duration_s": 1e9, "label": "x" * 200, "ended_at": "2100-12-31T23:59:59Z"}
+    e = make_entry(Measurement.from_json(doc, "t"), "training")
+    assert (e["emissions_kg"], e["duration_s"], e["ended_at"][:4]) == (1e9, 1e9, "2100")
+    assert to_line(e).endswith("}\n")
+
+
+def test_an_invalid_line_does_not_stop_its_run_being_recorded(tmp_path: Path) -> None:
+    shard = tmp_path / "2025/03.jsonl"
+    shard.parent.mkdir(parents=True)
+    shard.write_text(line_with("emissions_kg", "NaN") + "\n")  # run 2, never counted
+    ledger = FileLedger(tmp_path)
+    assert ledger.append(entry(2)) is True
+    assert ledger.append(entry(2)) is False
+    assert ledger.entries(*YEAR_2025) == [entry(2)]

@@ -116,7 +116,7 @@ class BranchLedger(Ledger):
         self._shards: dict[str, _Shard] = {}  # last read or written, to write on without a read
 
     def append(self, entry: Mapping[str, Any]) -> bool:
-        key, path, line = entry_key(entry), shard_of(entry), to_line(entry)
+        key, line, path = entry_key(entry), to_line(entry), shard_of(entry)
         maybe_ours = False  # a PUT of ours may have been applied though its answer was lost
         last: Exception | None = None
         for attempt in range(self._retries):

@@ -10,8 +10,10 @@ import abc
 import heapq
 import json
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timezone
+from operator import itemgetter
 from typing import Any
 
 from co2gate.errors import ServiceError
@@ -33,6 +35,20 @@ ENTRY_FIELDS = (
     "event",
     "pr",
 )
+
+# What a valid entry may hold; anything else in a line is refused when read and never written.
+MAX_TEXT = 512  # characters in the key and in each key field
+MAX_EMISSIONS_KG = 1e9
+MAX_ENERGY_KWH = 1e12
+MAX_DURATION_S = 1e9
+MAX_PR = 2**53  # the largest integer every JSON reader keeps exactly
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2100, 12, 31)  # of ended_at, in UTC
+NUMBER_BOUNDS = (
+    ("emissions_kg", MAX_EMISSIONS_KG),
+    ("energy_kwh", MAX_ENERGY_KWH),
+    ("duration_s", MAX_DURATION_S),
+)
+OPTIONAL_TEXT = ("sha", "ref", "event")
 
 
 class LedgerError(ServiceError):
@@ -69,16 +85,18 @@ def entry_key(entry: Mapping[str, Any]) -> str:
 
 
 def utc_day(ended_at: str, *, strict: bool = False) -> str:
-    """`YYYY-MM-DD` of an ISO 8601 timestamp, in UTC (naive timestamps are taken as UTC)."""
+    """`YYYY-MM-DD` of an ISO 8601 timestamp, in UTC (naive timestamps are taken as UTC).
+
+    Raises LedgerError for a timestamp that is not one, or whose day in UTC is outside
+    1970-01-01..2100-12-31. Without `strict`, a co2gate-written UTC timestamp of a valid
+    entry is trusted as it is.
+    """
     if not strict and ended_at.endswith(("+00:00", "Z")) and ended_at[4:5] == "-":
         return ended_at[:10]  # the fast path for reading: co2gate writes UTC timestamps
     try:
-        moment = datetime.fromisoformat(ended_at.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise LedgerError(f"ended_at is not an ISO 8601 timestamp: {ended_at!r}") from e
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc)
-    return moment.date().isoformat()
+        return _utc_ended_at(ended_at)[1]
+    except _Invalid as e:
+        raise LedgerError(str(e)) from None
 
 
 def shard_of(entry: Mapping[str, Any]) -> str:
@@ -106,6 +124,7 @@ def make_entry(m: Measurement, category: str) -> dict[str, Any]:
     """The ledger entry for one measured run.
 
     Outside CI (`ci` is None) the run is keyed as repository "local", job "local", by its uuid.
+    Raises LedgerError when the figures would make an invalid entry (see `valid_entry`).
     """
     ci = m.ci or CiInfo()
     ended = m.run.ended_at.astimezone(timezone.utc).isoformat(timespec="milliseconds")
@@ -127,13 +146,33 @@ def make_entry(m: Measurement, category: str) -> dict[str, Any]:
         "pr": ci.pr,
     }
     entry["key"] = entry_key(entry)
-    return entry
+    return valid_entry(entry)
+
+
+def valid_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of entry with its numbers as floats and ended_at in UTC; LedgerError if invalid.
+
+    Valid: `key` and the key fields non-empty strings of at most MAX_TEXT characters;
+    `category` a string; emissions_kg, energy_kwh and duration_s (absent or null: 0) finite
+    numbers from 0 to their bound, never a bool; ended_at an ISO 8601 timestamp whose UTC day
+    is in 1970-01-01..2100-12-31; pr null or a positive integer; sha, ref, event null or
+    strings; every string Unicode text (no lone surrogate).
+    """
+    try:
+        normal, _ = _normalised(entry)
+        _check_unicode(normal)
+    except _Invalid as e:
+        raise LedgerError(f"ledger entry {_show(entry.get('key'))} is invalid: {e}") from None
+    return normal
 
 
 def to_line(entry: Mapping[str, Any]) -> str:
-    """One JSON Lines line for an entry, with its key, ending in a newline."""
-    shard_of(entry)  # refuses an entry without a valid ended_at before it is written
+    """One JSON Lines line for a valid entry, with its key, ending in a newline.
+
+    Raises LedgerError for an entry that reading would skip: none is ever written.
+    """
     line = {"key": entry_key(entry)} | {k: v for k, v in entry.items() if k != "key"}
+    line = valid_entry(line)
     try:
         return json.dumps(line, separators=(",", ":"), allow_nan=False) + "\n"
     except (TypeError, ValueError) as e:
@@ -141,11 +180,12 @@ def to_line(entry: Mapping[str, Any]) -> str:
 
 
 def shard_keys(text: str) -> set[str]:
-    """The keys present in a shard's text (invalid lines ignored, silently)."""
-    objs = _parse_all(text)
-    if objs is None:
-        objs = [obj for _, obj in _parse_lines(text)]
-    return {obj["key"] for obj in objs if type(obj) is dict and type(obj.get("key")) is str}
+    """The keys of the valid entries in a shard's text (invalid lines ignored, silently).
+
+    An invalid line is never counted, so it must not stop its run from being recorded again.
+    """
+    entries, _ = _valid_entries(text, "", "~")
+    return {entry["key"] for entry in entries}
 
 
 def parse_shard(
@@ -153,86 +193,299 @@ def parse_shard(
 ) -> list[dict[str, Any]]:
     """The valid entries of a shard's text, in order, optionally only days in [start, end).
 
-    A torn or invalid line (a crash mid-write, a hand edit) is skipped; one warning per
-    shard names the source and the line numbers.
+    An invalid line (a crash mid-write, a hand edit, a figure no run can have) is skipped;
+    one warning per shard names the source, the line numbers and what is wrong with the
+    first. Numbers come back as floats, ended_at in UTC (see `valid_entry`).
     """
-    objs = _parse_all(text)
-    numbered = enumerate(objs, 1) if objs is not None else _parse_lines(text)
     low, high = (start.isoformat() if start else ""), (end.isoformat() if end else "~")
-    out: list[dict[str, Any]] = []
-    bad: list[int] = []
-    for number, obj in numbered:
-        day = _day_if_valid(obj)
-        if day is None:
-            bad.append(number)
-        elif low <= day < high:
-            out.append(obj)
+    out, bad = _valid_entries(text, low, high)
     if bad:
-        shown = ", ".join(str(n) for n in bad[:10]) + (", ..." if len(bad) > 10 else "")
+        (first, problem), rest = bad[0], bad[1:10]
+        shown = ", ".join([f"line {first} ({problem})"] + [f"line {n}" for n, _ in rest])
         log.warning(
-            "%s: skipped %d invalid ledger line(s) (a torn write or a hand edit): line %s",
+            "%s: skipped %d invalid ledger line(s): %s%s",
             source,
             len(bad),
             shown,
+            ", ..." if len(bad) > 10 else "",
         )
     return out
 
 
+class _Invalid(Exception):
+    """What is wrong with one ledger line, as `field: what`."""
+
+
+class _NotJson:
+    """A line that is not JSON at all, and why."""
+
+    def __init__(self, error: Exception) -> None:
+        if isinstance(error, json.JSONDecodeError):
+            self.reason = f"{error.msg} (column {error.colno})"
+        elif isinstance(error, RecursionError):
+            self.reason = "nested too deeply"
+        else:  # Python refuses integers of over 4,300 digits
+            self.reason = " ".join(str(error).split(";")[0].split())
+
+
+_MISSING = object()  # a field that is not there
+_TEXT_FIELDS = (*KEY_FIELDS, "key")  # the key last: the field that makes it bad is named first
+_FAST_FIELDS = itemgetter(
+    "key",
+    *KEY_FIELDS,
+    "category",
+    "emissions_kg",
+    "energy_kwh",
+    "duration_s",
+    "ended_at",
+    "pr",
+    *OPTIONAL_TEXT,
+)
+_fromisoformat = datetime.fromisoformat
+
+
+def _valid_entries(
+    text: str, low: str, high: str
+) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """The valid entries in a shard's text whose UTC day is in [low, high) (`YYYY-MM-DD`),
+    and (line number, what is wrong) for each invalid line."""
+    objs = _parse_all(text)
+    numbered = enumerate(objs, 1) if objs is not None else _parse_lines(text)
+    # Only a \uD800-\uDFFF escape can make a string that is no Unicode text (a lone
+    # surrogate, which crashes whoever writes it out): then every entry is checked for one.
+    # ("\\" alone first: a search for one character is ten times faster than for three.)
+    escapes = "\\" in text and ("\\ud" in text or "\\uD" in text)
+    days: set[str] = set()  # the valid `YYYY-MM-DD` seen so far
+    out: list[dict[str, Any]] = []
+    bad: list[tuple[int, str]] = []
+    for number, obj in numbered:
+        # The fast path takes a line as co2gate writes it (every field there, floats, a UTC
+        # `YYYY-MM-DDTHH:MM:SS.mmm+00:00`, the key made of its fields); _normalised() takes
+        # the rest or says why not. Every check here is one _normalised() makes too.
+        try:
+            (
+                key,
+                repository,
+                run_id,
+                run_attempt,
+                job,
+                label,
+                category,
+                kg,
+                kwh,
+                duration,
+                ended_at,
+                pr,
+                sha,
+                ref,
+                event,
+            ) = _FAST_FIELDS(obj)
+            fast = (
+                # all five key fields strings (join refuses others), none longer than the key,
+                # none empty (an empty one leaves "//" or a "/" at an end)
+                "/".join((repository, run_id, run_attempt, job, label)) == key
+                and len(key) <= MAX_TEXT
+                and "//" not in key
+                and key[0] != "/" != key[-1]
+                and type(category) is str
+                and type(kg) is float  # exact types: no bool, no int to normalise
+                and 0.0 <= kg <= MAX_EMISSIONS_KG  # False for NaN, and for infinities
+                and type(kwh) is float
+                and 0.0 <= kwh <= MAX_ENERGY_KWH
+                and type(duration) is float
+                and 0.0 <= duration <= MAX_DURATION_S
+                and (pr is None or (type(pr) is int and 0 < pr <= MAX_PR))
+                and (sha is None or type(sha) is str)
+                and (ref is None or type(ref) is str)
+                and (event is None or type(event) is str)
+                # a UTC timestamp (ValueError unless ISO 8601) that starts with its valid day
+                and (ended_at[:10] in days or _learn_day(days, ended_at[:10]))
+                and _fromisoformat(ended_at).tzinfo is timezone.utc
+                and not escapes
+            )
+        except (KeyError, TypeError, ValueError, IndexError):
+            fast = False
+        if fast:
+            if low <= ended_at < high:  # ended_at starts with its UTC day
+                out.append(obj)
+            continue
+        try:
+            entry, day = _normalised(obj)
+            if escapes:
+                _check_unicode(entry)
+        except _Invalid as e:
+            bad.append((number, str(e)))
+            continue
+        if low <= day < high:
+            out.append(entry)
+    return out, bad
+
+
+def _learn_day(days: set[str], text: str) -> bool:
+    """Whether text is a `YYYY-MM-DD` day in FIRST_DAY..LAST_DAY; if so it joins days."""
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        return False
+    if FIRST_DAY <= day <= LAST_DAY and day.isoformat() == text:  # not 2025-W10-1, 20250304
+        days.add(text)
+        return True
+    return False
+
+
+def _normalised(obj: Any) -> tuple[dict[str, Any], str]:
+    """obj as a valid entry (numbers as floats, ended_at in UTC, absent optional fields
+    null) and its UTC day; raises _Invalid naming the first field that is wrong."""
+    if type(obj) is not dict:
+        if isinstance(obj, _NotJson):
+            raise _Invalid(f"not JSON: {obj.reason}")
+        raise _Invalid(f"{_show(obj)} is not a JSON object")
+    entry = dict(obj)
+    for name in _TEXT_FIELDS:
+        value = entry.get(name, _MISSING)
+        if type(value) is not str or not 0 < len(value) <= MAX_TEXT:
+            what = f"a non-empty string of at most {MAX_TEXT} characters"
+            raise _Invalid(_wrong(name, value, what))
+    if type(entry.get("category")) is not str:
+        raise _Invalid(_wrong("category", entry.get("category", _MISSING), "a string"))
+    for name, bound in NUMBER_BOUNDS:
+        value = entry.get(name, _MISSING)
+        if name == "duration_s" and (value is None or value is _MISSING):
+            entry[name] = 0.0  # older lines have no duration
+        else:
+            entry[name] = _number(name, value, bound)
+    entry["ended_at"], day = _utc_ended_at(entry.get("ended_at", _MISSING))
+    pr = entry.setdefault("pr", None)
+    if pr is not None and not (type(pr) is int and 0 < pr <= MAX_PR):
+        raise _Invalid(f"pr: {_show(pr)} is not null or a positive integer")
+    for name in OPTIONAL_TEXT:
+        value = entry.setdefault(name, None)
+        if value is not None and type(value) is not str:
+            raise _Invalid(f"{name}: {_show(value)} is not null or a string")
+    return entry, day
+
+
+def _number(name: str, value: Any, bound: float) -> float:
+    """value as a float when it is a finite number in [0, bound]; else _Invalid."""
+    if type(value) is not float and type(value) is not int:  # exact types: a bool is no number
+        raise _Invalid(_wrong(name, value, "a number"))
+    if 0 <= value <= bound:  # an int is compared exactly, never converted: no OverflowError
+        return float(value)
+    if value < 0 or (type(value) is float and not math.isfinite(value)):  # ints: no float()
+        raise _Invalid(f"{name}: {_show(value)} is not a finite number >= 0")
+    raise _Invalid(f"{name}: {_show(value)} is over {bound:g}, more than any run can use")
+
+
+def _utc_ended_at(value: Any) -> tuple[str, str]:
+    """(value as a UTC ISO 8601 timestamp, its day `YYYY-MM-DD`); _Invalid unless value is
+    a timestamp whose UTC day is in FIRST_DAY..LAST_DAY."""
+    if type(value) is not str:
+        raise _Invalid(_wrong("ended_at", value, "an ISO 8601 timestamp"))
+    try:
+        moment = _fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    except ValueError:
+        raise _Invalid(f"ended_at: {_show(value)} is not an ISO 8601 timestamp") from None
+    span = f"ended_at: {_show(value)} is not between {FIRST_DAY} and {LAST_DAY} (UTC)"
+    if not FIRST_DAY.year - 1 <= moment.year <= LAST_DAY.year + 1:
+        raise _Invalid(span)  # checked first: moving year 1 or 9999 to UTC can overflow
+    utc = moment.tzinfo is timezone.utc  # +00:00, -00:00 or Z
+    moment = (
+        moment.replace(tzinfo=timezone.utc)
+        if moment.tzinfo is None
+        else moment.astimezone(timezone.utc)
+    )
+    day = moment.date()
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise _Invalid(span)
+    iso_day = day.isoformat()
+    if utc and value[:10] == iso_day:
+        return value, iso_day
+    return moment.isoformat(timespec="milliseconds"), iso_day
+
+
+def _check_unicode(entry: Mapping[str, Any]) -> None:
+    """_Invalid when a string in entry holds a lone surrogate (no UTF-8 for it)."""
+    try:
+        json.dumps(entry, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Invalid("a string holds a lone surrogate: it is not Unicode text") from None
+    except (TypeError, ValueError):
+        pass  # not JSON at all: to_line says so
+
+
+def _wrong(name: str, value: Any, what: str) -> str:
+    if value is _MISSING:
+        return f"{name}: missing"
+    return f"{name}: {_show(value)} is not {what}"
+
+
+def _show(value: Any) -> str:
+    """A value as the warning shows it: in JSON's words, long text and numbers cut short."""
+    if value is None or value is True or value is False:
+        return json.dumps(value)
+    if type(value) is float:
+        if math.isnan(value):
+            return "NaN"
+        return repr(value) if math.isfinite(value) else ("Infinity" if value > 0 else "-Infinity")
+    if type(value) is int:
+        if value.bit_length() <= 64:
+            return str(value)
+        if value.bit_length() < 14_000:  # str() refuses more than 4,300 digits
+            return f"a {len(str(abs(value))):,}-digit integer"
+        return "an integer of over 4,000 digits"
+    if type(value) is str:
+        if len(value) <= 40:
+            return repr(value)
+        return f"{value[:40]!r}... ({len(value):,} characters)"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__
+
+
 def _parse_all(text: str) -> list[Any] | None:
     """Every line in one C-level parse; None unless each line is exactly one JSON value."""
-    body = text.strip()
+    body = text.rstrip()
+    if body[:1].isspace():
+        return None  # blank lines first: go line by line, so that line numbers stay right
     try:
         objs = json.loads("[" + body.replace("\n", ",") + "]")
-    except ValueError:
-        return None  # a torn line, a blank line: go line by line
+    except (ValueError, RecursionError):
+        return None  # a torn line, a blank line, nesting too deep: go line by line
     lines = body.count("\n") + 1 if body else 0
     return objs if isinstance(objs, list) and len(objs) == lines else None
 
 
 def _parse_lines(text: str) -> list[tuple[int, Any]]:
-    """(line number, object or None when not JSON) for each non-blank line."""
+    """(line number, object or _NotJson) for each non-blank line."""
     parsed: list[tuple[int, Any]] = []
     for number, raw in enumerate(text.split("\n"), 1):
         if not raw.strip():
             continue
         try:
             parsed.append((number, json.loads(raw)))
-        except ValueError:
-            parsed.append((number, None))
+        except (ValueError, RecursionError) as e:  # NaN, Infinity, 1e400 parse: checked later
+            parsed.append((number, _NotJson(e)))
     return parsed
-
-
-_NUMBER_TYPES = (int, float, type(None))  # by exact type(): a bool is no number here
-
-
-def _day_if_valid(obj: Any) -> str | None:
-    """The UTC day of a parsed line that is a usable entry, else None."""
-    if type(obj) is not dict:
-        return None
-    ended_at = obj.get("ended_at")
-    if (
-        type(obj.get("key")) is not str
-        or type(ended_at) is not str
-        or type(obj.get("emissions_kg")) not in _NUMBER_TYPES
-        or type(obj.get("energy_kwh")) not in _NUMBER_TYPES
-    ):
-        return None
-    try:
-        return utc_day(ended_at)
-    except LedgerError:
-        return None
 
 
 def dedupe(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Entries with the first of each key kept, so a run is never counted twice."""
+    rows = entries if isinstance(entries, list) else list(entries)
+    if len(set(map(_KEY, rows))) == len(rows):
+        return rows  # the usual case, found at C speed
     seen: set[str] = set()
     out = []
-    for entry in entries:
+    for entry in rows:
         key = entry["key"]
         if key not in seen:
             seen.add(key)
             out.append(entry)
     return out
+
+
+_KEY = itemgetter("key")
 
 
 def summarize(entries: Iterable[Mapping[str, Any]], *, top: int = 10) -> dict[str, Any]:
