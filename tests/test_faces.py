@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,38 @@ def test_codecarbon_is_silent_with_the_guard_and_heartbeat_on(
     assert any("limit 10 kg" in ln for ln in result.stderr.splitlines())  # the heartbeat spoke
     loud = co2gate(*args, "--", *sleeper, env=base_env(CODECARBON_LOG_LEVEL="info"))
     assert "[codecarbon INFO" in loud.stderr  # asked for, it speaks
+
+
+def test_a_bad_ledger_line_is_skipped_by_every_command(co2gate: CliRun, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    today = datetime.now(timezone.utc)
+    shard = ledger / f"{today:%Y/%m}.jsonl"
+    shard.parent.mkdir(parents=True)
+    stamp = today.isoformat(timespec="milliseconds")
+    good = {"key": "local/1/1/local/train", "repository": "local", "run_id": "1",
+            "run_attempt": "1", "job": "local", "label": "train", "category": "training",
+            "emissions_kg": 2.5, "energy_kwh": 10.0, "duration_s": 60.0, "ended_at": stamp,
+            "sha": None, "ref": None, "event": None, "pr": None}  # fmt: skip
+    lines = [json.dumps(good)]
+    lines.append(json.dumps(good | {"key": "k-null", "emissions_kg": None}))
+    lines.append(json.dumps(good | {"key": "k-nan"}).replace("2.5", "NaN"))
+    shard.write_text("\n".join(lines) + "\n")
+    budget = tmp_path / "budget.yml"
+    budget.write_text(BUDGET + f"ledger: {{backend: file, path: {ledger}}}\n")
+    standing = co2gate("budget", "--budget-file", str(budget), "--json", env=base_env())
+    assert standing.returncode == 0, standing.stderr
+    assert json.loads(standing.stdout)["used_kg"] == 2.5  # the two bad lines never summed
+    warning = one_line(standing.stderr)
+    assert str(shard.relative_to(ledger)) in warning and "line 2" in warning
+    out = tmp_path / "out"
+    run = co2gate(
+        "run", "--budget-file", str(budget), "--out", str(out), "--", PY, "-c", "pass",
+        env=base_env(),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr and "line 2" in run.stderr
+    checked = co2gate(
+        "check", "--budget-file", str(budget), "--out", str(tmp_path / "c"), "--no-record",
+        str(out / "emissions.json"), env=base_env(),
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
