@@ -20,13 +20,14 @@ SPAWNING = ("measure", "run")
 
 @pytest.fixture
 def co2gate() -> CliRun:
-    """Run the real CLI as a CI step would: co2gate(*args, env=, text=). `env` replaces the
-    whole environment, as it does for a child process."""
+    """Run the real CLI as a CI step would: co2gate(*args, env=, text=, process=). `env`
+    replaces the whole environment, as it does for a child process; `process=True` runs
+    any command as a child process."""
 
     def run(
-        *args: str, env: Mapping[str, str] | None = None, text: bool = True
+        *args: str, env: Mapping[str, str] | None = None, text: bool = True, process: bool = False
     ) -> subprocess.CompletedProcess[Any]:
-        if not text or not args or args[0] in SPAWNING:
+        if process or not text or not args or args[0] in SPAWNING:
             return subprocess.run(
                 [sys.executable, "-m", "co2gate", *args],
                 capture_output=True,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CliRun
+from test_report import doc
 
 PY = sys.executable
 BUDGET = "version: 1\nannual_budget_kg: 100\nallocations: {training: 1}\n"
@@ -45,15 +46,21 @@ def one_line(stderr: str) -> str:
     return lines[0]
 
 
+@pytest.mark.parametrize("command", ["estimate", "check", "budget"])
 def test_a_bad_repository_name_with_the_branch_ledger_is_one_line(
-    co2gate: CliRun, tmp_path: Path
+    co2gate: CliRun, tmp_path: Path, command: str
 ) -> None:
     budget = tmp_path / "budget.yml"
     budget.write_text(BUDGET + "ledger: {backend: branch}\n")
+    measured = tmp_path / "emissions.json"
+    measured.write_text(json.dumps(doc(1.0).to_json()))
     env = actions_env(tmp_path, GITHUB_REPOSITORY="bad repo name", GITHUB_TOKEN="t0ken-canary")
-    result = co2gate(
-        "estimate", "--budget-file", str(budget), "--hours", "1", "--gpu", "H100", env=env
-    )
+    args = {
+        "estimate": ["--hours", "1", "--gpu", "H100"],
+        "check": ["--out", str(tmp_path / "out"), str(measured)],
+        "budget": [],
+    }[command]
+    result = co2gate(command, "--budget-file", str(budget), *args, env=env, process=True)
     assert result.returncode == 2
     line = one_line(result.stderr)
     assert "bad repo name" in line and "t0ken-canary" not in line
