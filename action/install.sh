@@ -26,10 +26,8 @@ if [[ -z "$uv" && -z "${CO2GATE_NO_UV:-}" ]] && "$python" -m pip install --quiet
   uv="$tools/bin/uv"
 fi
 
-# Bytecode is compiled at install (pip does so by default, uv when asked): without it every
-# co2gate start compiles its own modules before it can spawn the command.
 if [[ -n "$uv" ]] && "$uv" venv --quiet --python "$python" "$venv" \
-  && "$uv" pip install --quiet --compile-bytecode --python "$venv/bin/python" "$src"; then
+  && "$uv" pip install --quiet --python "$venv/bin/python" "$src"; then
   how=uv
 else
   rm -rf "$venv"

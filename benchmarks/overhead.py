@@ -87,8 +87,9 @@ def main() -> None:
     parser.add_argument("--long", type=float, default=30.0, help="long command, seconds")
     args = parser.parse_args()
 
-    # As installed: pip, and the action's uv with --compile-bytecode, compile co2gate's modules;
-    # an editable checkout under PYTHONDONTWRITEBYTECODE would compile them on every start.
+    # As installed and run once: pip compiles co2gate's modules at install, and a runner writes
+    # them on the first start (the action's cached virtualenv keeps them). An editable checkout
+    # under PYTHONDONTWRITEBYTECODE would compile them on every start instead.
     import co2gate
 
     compileall.compile_dir(Path(co2gate.__file__).parent, quiet=1)
