@@ -383,12 +383,14 @@ def test_stale_and_racing_writes_are_retried(fake_github: FakeGitHub) -> None:
 
 def test_server_errors_and_timeouts_are_retried(fake_github: FakeGitHub) -> None:
     fake_github.inject("POST", r"/graphql$", 502)
-    fake_github.inject("GET", r"/contents/", 503)
+    fake_github.inject("GET", r"/contents/", 503, times=2)  # the client retries a read once
     fake_github.inject("PUT", r"/contents/", 502)
     ledger, sleeps = branch_ledger(fake_github)
     assert ledger.entries(*YEAR_2025) == []
     assert ledger.append(entry(1)) is True
-    assert len(sleeps) == 3
+    assert len(sleeps) == 3  # the ledger's own retries: the GraphQL read, the GET, the PUT
+    assert fake_github.count("GET", r"/contents/") == 4  # 503, 503, then one per attempt
+    assert fake_github.count("PUT", r"/contents/") == 2  # never repeated by the client
     slow = Github(
         base_url=fake_github.api_url,
         auth=Auth.Token(fake_github.token),

@@ -13,7 +13,8 @@ from conftest import CliRun
 from fakegithub import FakeGitHub
 from test_publish_cli import Step
 
-from co2gate.github.comments import CommentError, PullHeads
+from co2gate.github.api import GitHubError
+from co2gate.github.comments import PullHeads
 from co2gate.github.companion import adopt, check_artifact
 from co2gate.github.context import (
     WorkflowRun,
@@ -339,7 +340,7 @@ def lookup_of(*pulls: PullHeads) -> Any:
     def lookup(number: int) -> PullHeads:
         asked.append(number)
         if number not in known:
-            raise CommentError("cannot read the pull request (404 Not Found)", 404)
+            raise GitHubError("cannot read the pull request (404 Not Found)", 404)
         return known[number]
 
     lookup.asked = asked  # type: ignore[attr-defined]
@@ -425,9 +426,9 @@ def test_pull_lookup_asks_github_once_per_number(fake_github: FakeGitHub) -> Non
         5, "open", HEAD, "feature", FORK, fake_github.repos["octo/lab"].refs["refs/heads/main"],
         "main", "octo/lab",
     )  # fmt: skip
-    with pytest.raises(CommentError, match="404"):
+    with pytest.raises(GitHubError, match="404"):
         lookup(6)
-    with pytest.raises(CommentError, match="404"):
+    with pytest.raises(GitHubError, match="404"):
         lookup(6)
     assert fake_github.count("GET", r"/pulls/5$") == 1
     assert fake_github.count("GET", r"/pulls/6$") == 1
