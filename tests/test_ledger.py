@@ -943,6 +943,17 @@ def test_make_entry_refuses_figures_no_ledger_may_hold(
     )
 
 
+def test_holds_key_finds_only_the_key_of_a_valid_entry() -> None:
+    from co2gate.ledger.interface import holds_key
+
+    key = entry_key(entry(2))
+    text = to_line(entry(2, label="train-x")) + to_line(entry(3, ref=key))
+    assert not holds_key(text, key)  # a longer key, and the key as another field's value
+    assert holds_key(text + to_line(entry(2)), key)
+    assert not holds_key(text + line_with("pr", "0"), key)  # run 2's line, but invalid
+    assert holds_key(to_line(entry(2, label="trän")), entry_key(entry(2, label="trän")))
+
+
 def test_an_invalid_line_does_not_stop_its_run_being_recorded(tmp_path: Path) -> None:
     shard = tmp_path / "2025/03.jsonl"
     shard.parent.mkdir(parents=True)

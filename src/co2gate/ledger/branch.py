@@ -35,8 +35,8 @@ from co2gate.ledger.interface import (
     LedgerReadOnly,
     dedupe,
     entry_key,
+    holds_key,
     parse_shard,
-    shard_keys,
     shard_of,
     shards_between,
     to_line,
@@ -121,7 +121,7 @@ class BranchLedger(Ledger):
                 shard = self._shards.pop(path, None)
                 if shard is None:
                     shard = self._read_shard(path)
-                if key in shard_keys(shard.text):
+                if holds_key(shard.text, key):
                     self._shards[path] = shard
                     return maybe_ours
                 text = shard.text
