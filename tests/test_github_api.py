@@ -61,13 +61,18 @@ GRAPHQL_FORBIDDEN = {
             "Issue title missing_field; labels are invalid",
         ),
         (GRAPHQL_FORBIDDEN, "Resource not accessible by integration"),
-        ({"message": "x" * 1000}, "x" * 297 + "..."),
         ("<html>\n<body>502 Bad Gateway</body>\n</html>", ""),
         (None, ""),
     ],
 )
 def test_message_is_one_line_of_githubs_own_words(data: Any, line: str) -> None:
     assert api.message(GithubException(422, data)) == line
+
+
+def test_redact_gives_one_line_without_the_token() -> None:
+    line = api.redact("failed\n  for ghs_secret (ghs_secret)", "ghs_secret")
+    assert line == "failed for *** (***)"
+    assert api.redact("no token\nhere", "") == "no token here"
 
 
 def test_a_422_with_an_errors_list_is_one_line(fake_github: FakeGitHub) -> None:

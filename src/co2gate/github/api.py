@@ -26,7 +26,6 @@ READ_RETRIES = 1
 RETRY_BACKOFF_S = 0.5
 PER_PAGE = 100  # the most GitHub lists per page
 RETRY_STATUSES = (500, 502, 503, 504)
-MAX_MESSAGE = 300  # characters of GitHub's own words kept in an error line
 
 # OWNER/NAME as GitHub spells them; "." and ".." are no names (they would walk the URL).
 _REPOSITORY = re.compile(r"(?!\.\.?/)[A-Za-z0-9_.-]{1,100}/(?!\.\.?$)[A-Za-z0-9_.-]{1,100}")
@@ -79,8 +78,13 @@ def message(e: GithubException) -> str:
     text = said
     if details:
         text = f"{said}: {'; '.join(details)}" if said else "; ".join(details)
-    line = " ".join(text.split())  # "Invalid request.\n\n..." is one line here
-    return line if len(line) <= MAX_MESSAGE else line[: MAX_MESSAGE - 3] + "..."
+    return " ".join(text.split())  # "Invalid request.\n\n..." is one line here
+
+
+def redact(line: str, token: str) -> str:
+    """line as one line, with the token (when there is one) shown as ***."""
+    line = " ".join(line.split())
+    return line.replace(token, "***") if token else line
 
 
 def is_repository(repository: str) -> bool:

@@ -265,12 +265,11 @@ class _Say:
         self.token, self.where = token, where
 
     def __call__(self, line: str) -> str:
-        line = " ".join(line.split())  # one line
-        return line.replace(self.token, "***") if self.token else line
+        return api.redact(line, self.token)
 
     def error(self, what: str, e: Exception, *, writing: bool) -> GitHubError:
         if not isinstance(e, GithubException):
-            detail = str(e)[:200]
+            detail = api.redact(str(e), self.token)[:200]  # masked before it is cut
             return GitHubError(self(f"{what} ({type(e).__name__}: {detail})"))
         status = e.status
         line = f"{what} ({status} {api.message(e) or 'no message'})"

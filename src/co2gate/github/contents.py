@@ -73,10 +73,10 @@ def _api_contents(path: Path, sha: str, repository: str, token: str, api_url: st
             return None
         hint = ": the token needs contents: read" if e.status in (401, 403) else ""
         line = f"{where} (HTTP {e.status}: {api.message(e) or 'no message'}){hint}"
-        raise NotReadable(line.replace(token, "***"), e.status) from e
+        raise NotReadable(api.redact(line, token), e.status) from e
     except requests.RequestException as e:
-        line = " ".join(f"{where} ({type(e).__name__}: {str(e)[:200]})".split())
-        raise NotReadable(line.replace(token, "***")) from e
+        line = f"{where} ({type(e).__name__}: {api.redact(str(e), token)[:200]})"
+        raise NotReadable(api.redact(line, token)) from e
     if isinstance(content, list):
         raise NotReadable(f"{path}: is a directory at the base commit {sha[:12]}")
     try:

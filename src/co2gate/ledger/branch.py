@@ -295,10 +295,7 @@ class BranchLedger(Ledger):
         line = f"ledger branch {self.branch} of {self.repository}: {what}"
         if error is not None:
             line += f" ({_describe(error)})"
-        line = " ".join(line.split())  # one line, whatever an exception's text holds
-        if self._token:
-            line = line.replace(self._token, "***")
-        return line
+        return api.redact(line, self._token)
 
 
 def _blobs_query(count: int) -> str:
