@@ -9,9 +9,9 @@ import pytest
 import requests
 from fakegithub import FakeGitHub
 
+from co2gate.github.api import GitHubError
 from co2gate.github.comments import (
     MAX_BODY,
-    CommentError,
     Posted,
     fit,
     marker,
@@ -228,7 +228,7 @@ def test_a_failed_minimise_leaves_the_duplicate_ours_for_the_next_run(
     for _ in range(2):
         fake_github.add_comment(REPO, PR, f"{mark}\nx", login=BOT, user_type="Bot")
     fake_github.inject("POST", r"/graphql$", 200, body=answer)
-    with pytest.raises(CommentError, match="cannot minimise the duplicate comment") as caught:
+    with pytest.raises(GitHubError, match="cannot minimise the duplicate comment") as caught:
         upsert(fake_github, "x")
     assert fake_github.token not in str(caught.value)
     assert len(ours(fake_github)) == 2  # still ours: the next run finishes the job
@@ -289,7 +289,7 @@ def test_the_actions_bot_cannot_edit_someone_elses_comment(fake_github: FakeGitH
 
 
 def test_a_read_only_token_gets_a_403_without_the_token(fake_github: FakeGitHub) -> None:
-    with pytest.raises(CommentError) as caught:
+    with pytest.raises(GitHubError) as caught:
         upsert(fake_github, "x", token=fake_github.read_token)
     assert caught.value.status == 403
     message = str(caught.value)
@@ -299,7 +299,7 @@ def test_a_read_only_token_gets_a_403_without_the_token(fake_github: FakeGitHub)
 
 
 def test_a_bad_token_is_a_401_without_the_token(fake_github: FakeGitHub) -> None:
-    with pytest.raises(CommentError) as caught:
+    with pytest.raises(GitHubError) as caught:
         upsert(fake_github, "x", token="ghp_wrong_secret_42")
     assert caught.value.status == 401
     assert "ghp_wrong_secret_42" not in str(caught.value)
@@ -307,7 +307,7 @@ def test_a_bad_token_is_a_401_without_the_token(fake_github: FakeGitHub) -> None
 
 def test_a_502_on_the_write_is_an_error_and_not_retried(fake_github: FakeGitHub) -> None:
     fake_github.inject("POST", LIST, 502)
-    with pytest.raises(CommentError) as caught:
+    with pytest.raises(GitHubError) as caught:
         upsert(fake_github, "x")
     assert caught.value.status == 502
     assert str(caught.value).startswith(f"cannot comment on {REPO}#{PR} (502 ")
@@ -316,7 +316,7 @@ def test_a_502_on_the_write_is_an_error_and_not_retried(fake_github: FakeGitHub)
 
 def test_a_lasting_502_on_the_read_is_an_error(fake_github: FakeGitHub) -> None:
     fake_github.inject("GET", LIST, 502, times=10)
-    with pytest.raises(CommentError) as caught:
+    with pytest.raises(GitHubError) as caught:
         upsert(fake_github, "x")
     assert caught.value.status == 502
     assert "cannot read the comments" in str(caught.value)
@@ -333,7 +333,7 @@ def test_a_network_failure_is_an_error() -> None:
     with FakeGitHub() as fake:
         api_url, token = fake.api_url, fake.token
     started = time.monotonic()
-    with pytest.raises(CommentError) as caught:
+    with pytest.raises(GitHubError) as caught:
         upsert_comment(REPO, PR, "x", label="t", token=token, api_url=api_url)
     assert caught.value.status is None
     assert "ConnectionError" in str(caught.value) and token not in str(caught.value)
@@ -341,7 +341,7 @@ def test_a_network_failure_is_an_error() -> None:
 
 
 def test_a_bad_repository_is_an_error(fake_github: FakeGitHub) -> None:
-    with pytest.raises(CommentError, match="OWNER/NAME"):
+    with pytest.raises(GitHubError, match="OWNER/NAME"):
         upsert_comment("lab", PR, "x", label="t", token=fake_github.token)
 
 
@@ -386,7 +386,7 @@ def test_pull_for_commit_finds_the_open_pull_request(fake_github: FakeGitHub) ->
 
 def test_pull_for_commit_errors_are_comment_errors(fake_github: FakeGitHub) -> None:
     fake_github.inject("GET", r"/pulls$", 403)
-    with pytest.raises(CommentError) as caught:
+    with pytest.raises(GitHubError) as caught:
         pull_for_commit(REPO, "a" * 40, token=fake_github.token, api_url=fake_github.api_url)
     assert caught.value.status == 403
     assert fake_github.token not in str(caught.value)

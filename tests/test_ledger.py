@@ -384,12 +384,14 @@ def test_stale_and_racing_writes_are_retried(fake_github: FakeGitHub) -> None:
 
 def test_server_errors_and_timeouts_are_retried(fake_github: FakeGitHub) -> None:
     fake_github.inject("POST", r"/graphql$", 502)
-    fake_github.inject("GET", r"/contents/", 503)
+    fake_github.inject("GET", r"/contents/", 503, times=2)  # the client retries a read once
     fake_github.inject("PUT", r"/contents/", 502)
     ledger, sleeps = branch_ledger(fake_github)
     assert ledger.entries(*YEAR_2025) == []
     assert ledger.append(entry(1)) is True
-    assert len(sleeps) == 3
+    assert len(sleeps) == 3  # the ledger's own retries: the GraphQL read, the GET, the PUT
+    assert fake_github.count("GET", r"/contents/") == 4  # 503, 503, then one per attempt
+    assert fake_github.count("PUT", r"/contents/") == 2  # never repeated by the client
     slow = Github(
         base_url=fake_github.api_url,
         auth=Auth.Token(fake_github.token),
@@ -922,6 +924,17 @@ def test_every_measurement_the_model_reads_makes_a_valid_entry() -> None:
     assert to_line(e).endswith("}\n")
 
 
+def test_holds_key_finds_only_the_key_of_a_valid_entry() -> None:
+    from co2gate.ledger.interface import holds_key
+
+    key = entry_key(entry(2))
+    text = to_line(entry(2, label="train-x")) + to_line(entry(3, ref=key))
+    assert not holds_key(text, key)  # a longer key, and the key as another field's value
+    assert holds_key(text + to_line(entry(2)), key)
+    assert not holds_key(text + line_with("pr", "0"), key)  # run 2's line, but invalid
+    assert holds_key(to_line(entry(2, label="trän")), entry_key(entry(2, label="trän")))
+
+
 def test_an_invalid_line_does_not_stop_its_run_being_recorded(tmp_path: Path) -> None:
     shard = tmp_path / "2025/03.jsonl"
     shard.parent.mkdir(parents=True)
@@ -930,3 +943,74 @@ def test_an_invalid_line_does_not_stop_its_run_being_recorded(tmp_path: Path) ->
     assert ledger.append(entry(2)) is True
     assert ledger.append(entry(2)) is False
     assert ledger.entries(*YEAR_2025) == [entry(2)]
+
+
+# -- the factory -------------------------------------------------------------------------------
+
+
+def actions_env(fake: FakeGitHub, **changes: str) -> dict[str, str]:
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_TOKEN": fake.token,
+        "GITHUB_REPOSITORY": REPO,
+        "GITHUB_API_URL": fake.api_url,
+    }
+    return env | changes
+
+
+def test_open_ledger_picks_what_the_budget_file_asks_for(
+    tmp_path: Path, fake_github: FakeGitHub
+) -> None:
+    from co2gate.budget import LedgerBackend, LedgerConfig
+    from co2gate.ledger import open_ledger
+
+    branch = LedgerConfig(branch="carbon", path=str(tmp_path / "ledger"))
+    ledger, where = open_ledger(branch, actions_env(fake_github))
+    assert isinstance(ledger, BranchLedger) and where == f"ledger: branch carbon of {REPO}"
+    assert ledger.append(entry(1)) is True  # at GITHUB_API_URL, on the branch asked for
+    assert fake_github.file_text(REPO, "carbon", "2025/03.jsonl") == to_line(entry(1))
+
+    # No token, not in Actions: a laptop records to the file ledger at ledger.path.
+    for env in (actions_env(fake_github, GITHUB_TOKEN=""), {"GITHUB_TOKEN": "t"}, {}):
+        ledger, where = open_ledger(branch, env)
+        assert isinstance(ledger, FileLedger) and where == f"ledger: file {tmp_path}/ledger"
+        assert ledger.root == tmp_path / "ledger"
+    file = LedgerConfig(backend=LedgerBackend.FILE, path="runs")
+    ledger, where = open_ledger(file, actions_env(fake_github))
+    assert isinstance(ledger, FileLedger) and where == "ledger: file runs"
+    ledger, where = open_ledger(LedgerConfig(backend=LedgerBackend.NONE), actions_env(fake_github))
+    assert isinstance(ledger, NoneLedger) and where == "ledger: none"
+
+
+def test_open_ledger_refuses_a_bad_github_repository_in_one_line(fake_github: FakeGitHub) -> None:
+    from co2gate.budget import LedgerConfig
+    from co2gate.ledger import open_ledger
+
+    env = actions_env(fake_github, GITHUB_REPOSITORY="bad repo name")
+    with pytest.raises(LedgerError) as caught:
+        open_ledger(LedgerConfig(), env)
+    assert str(caught.value) == (
+        "the ledger branch's repository (GITHUB_REPOSITORY) must be OWNER/NAME, not 'bad repo name'"
+    )
+    assert fake_github.count() == 0
+
+
+def test_the_ledger_package_imports_light_and_never_the_app() -> None:
+    """PyGithub comes only with the branch ledger; nothing above the ledger is imported."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from co2gate.budget import LedgerBackend, LedgerConfig
+        import co2gate.ledger
+        assert "github" not in sys.modules, "PyGithub at import"
+        for backend in LedgerBackend:
+            env = {"GITHUB_ACTIONS": "true", "GITHUB_TOKEN": "t", "GITHUB_REPOSITORY": "o/r"}
+            co2gate.ledger.open_ledger(LedgerConfig(backend=backend), env)
+        assert "github" in sys.modules
+        above = ("co2gate.app", "co2gate.report", "co2gate.cli", "co2gate.gate")
+        print(sorted(m for m in sys.modules if m.startswith(above)))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -16,7 +16,8 @@ from test_publish_cli import Step
 
 from co2gate.app.companion import adopt, check_artifact
 from co2gate.errors import InputError
-from co2gate.github.comments import CommentError, PullHeads
+from co2gate.github.api import GitHubError
+from co2gate.github.comments import PullHeads
 from co2gate.github.context import (
     WorkflowRun,
     WorkflowRunError,
@@ -342,7 +343,7 @@ def lookup_of(*pulls: PullHeads) -> Any:
     def lookup(number: int) -> PullHeads:
         asked.append(number)
         if number not in known:
-            raise CommentError("cannot read the pull request (404 Not Found)", 404)
+            raise GitHubError("cannot read the pull request (404 Not Found)", 404)
         return known[number]
 
     lookup.asked = asked  # type: ignore[attr-defined]
@@ -428,9 +429,9 @@ def test_pull_lookup_asks_github_once_per_number(fake_github: FakeGitHub) -> Non
         5, "open", HEAD, "feature", FORK, fake_github.repos["octo/lab"].refs["refs/heads/main"],
         "main", "octo/lab",
     )  # fmt: skip
-    with pytest.raises(CommentError, match="404"):
+    with pytest.raises(GitHubError, match="404"):
         lookup(6)
-    with pytest.raises(CommentError, match="404"):
+    with pytest.raises(GitHubError, match="404"):
         lookup(6)
     assert fake_github.count("GET", r"/pulls/5$") == 1
     assert fake_github.count("GET", r"/pulls/6$") == 1

@@ -17,11 +17,11 @@ from co2gate.app.inputs import (
     check_workload,
     label_of,
     load_budget,
-    open_ledger,
     prepare_out_dir,
 )
 from co2gate.emissions import RunLabels
 from co2gate.github import context
+from co2gate.ledger import open_ledger
 
 
 @dataclass(frozen=True)

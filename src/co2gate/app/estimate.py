@@ -12,7 +12,8 @@ from pathlib import Path
 from co2gate import budget as budgets
 from co2gate import estimate as projections
 from co2gate.app import Outcome
-from co2gate.app.inputs import LocationOptions, open_ledger
+from co2gate.app.inputs import LocationOptions
+from co2gate.ledger import open_ledger
 from co2gate.ledger.interface import LedgerError
 
 

@@ -13,7 +13,6 @@ from typing import Any
 from co2gate import budget as budgets
 from co2gate.errors import InputError
 from co2gate.intensity import Location, LocationError, validate
-from co2gate.ledger.interface import Ledger
 
 WORKLOAD = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 PULL_REQUEST_EVENTS = ("pull_request", "pull_request_target")
@@ -117,24 +116,3 @@ def load_budget(
         [] if own == base_text else [f"this PR changes {path}; the base commit's budget applies"]
     )
     return budgets.parse(base_text, f"{path} (at base {base_sha[:7]})"), notes
-
-
-def open_ledger(config: budgets.LedgerConfig, env: Mapping[str, str]) -> tuple[Ledger, str]:
-    """The ledger the budget file asks for, and a line saying which it is.
-
-    The branch ledger needs GitHub Actions and a token; anywhere else (a laptop) the run
-    is recorded to the file ledger at ledger.path instead, as the README says.
-    """
-    from co2gate.ledger.branch import BranchLedger
-    from co2gate.ledger.file import FileLedger
-    from co2gate.ledger.none import NoneLedger
-
-    backend = config.backend.value
-    if backend == "none":
-        return NoneLedger(), "ledger: none"
-    token, repository = env.get("GITHUB_TOKEN", ""), env.get("GITHUB_REPOSITORY", "")
-    if backend == "branch" and env.get("GITHUB_ACTIONS") == "true" and token and repository:
-        api_url = env.get("GITHUB_API_URL", "https://api.github.com")
-        ledger = BranchLedger(repository, token, branch=config.branch, api_url=api_url)
-        return ledger, f"ledger: branch {config.branch} of {repository}"
-    return FileLedger(Path(config.path)), f"ledger: file {config.path}"

@@ -14,7 +14,8 @@ from co2gate.app import Outcome
 from co2gate.budget import Gated
 from co2gate.emissions import write_atomic
 from co2gate.github import workflow
-from co2gate.github.comments import CommentError, pull_for_commit, upsert_comment
+from co2gate.github.api import GitHubError
+from co2gate.github.comments import pull_for_commit, upsert_comment
 from co2gate.model import CiInfo, Measurement
 
 T = TypeVar("T")
@@ -144,7 +145,7 @@ def _comment(
             api_url=api_url,
             author=options.author,
         )
-    except CommentError as e:
+    except GitHubError as e:
         if e.status == 403:
             done.lines.append(
                 workflow.annotation(

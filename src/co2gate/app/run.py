@@ -15,13 +15,13 @@ from co2gate.app.gate import gate_into, should_record, write_verdict
 from co2gate.app.inputs import (
     check_templates,
     load_budget,
-    open_ledger,
     prepare_out_dir,
 )
 from co2gate.app.measure import MeasureRequest, measure_command
 from co2gate.emissions import RunLabels
 from co2gate.github.context import ci_context
 from co2gate.guard import DEFAULT_GRACE_S, Watch, default_heartbeat_s
+from co2gate.ledger import open_ledger
 
 
 @dataclass(frozen=True)

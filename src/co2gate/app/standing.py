@@ -11,7 +11,7 @@ from pathlib import Path
 from co2gate import budget as budgets
 from co2gate.app import Outcome
 from co2gate.app.gate import standing
-from co2gate.app.inputs import open_ledger
+from co2gate.ledger import open_ledger
 from co2gate.ledger.interface import LedgerError
 
 

@@ -13,17 +13,14 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 import requests
-from github import Auth, Github, GithubException, RateLimitExceededException
+from github import Github, GithubException, RateLimitExceededException
 from github.IssueComment import IssueComment
-from urllib3.util.retry import Retry
 
-from co2gate.errors import ServiceError
-from co2gate.ledger.branch import github_message
+from co2gate.github import api
+from co2gate.github.api import GitHubError
 
 MAX_BODY = 65_536  # GitHub's limit on a comment body, in characters
 ACTIONS_BOT = "github-actions[bot]"  # the author of GITHUB_TOKEN's comments
-TIMEOUT_S = 15
-PER_PAGE = 100  # the most GitHub lists per page
 
 _KIND = "co2gate:comment"
 _OUTDATED = "co2gate:outdated"
@@ -33,14 +30,6 @@ _CUT_NOTE = (
     "The full report is in the job summary and in the run's artifact.\n"
 )
 _FENCE = re.compile(r"^ {0,3}(```|~~~)", re.MULTILINE)
-
-
-class CommentError(ServiceError):
-    """One line for the log; never contains the token. `.status`: the HTTP status or None."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -87,10 +76,10 @@ def upsert_comment(
     where = f"{_check_repository(repository)}#{number}"
     say = _Say(token, where)
     if number < 1:
-        raise CommentError(say(f"cannot comment on {where}: not a pull request number"))
+        raise GitHubError(say(f"cannot comment on {where}: not a pull request number"))
     mark = marker(label)
     text = _fit(body if mark in body else f"{mark}\n{body}", MAX_BODY, mark)
-    client = _client(api_url, token)
+    client = api.client(api_url, token)
     if author is None:
         author = _author(client, token, say)
     issue = client.get_repo(repository).get_issue(number)  # lazy: no request
@@ -135,12 +124,12 @@ def pull_for_commit(
     say = _Say(token, repository)
     if not sha:
         return None
-    client = _client(api_url, token)
+    client = api.client(api_url, token)
     try:
         pulls = client.get_repo(repository).get_commit(sha).get_pulls()
         numbers = [p.number for p in pulls if p.state == "open" and p.head.sha == sha]
     except GithubException as e:
-        if e.status == 422 and "no commit found" in github_message(e).lower():
+        if e.status == 422 and "no commit found" in api.message(e).lower():
             return None  # GitHub does not know the commit
         raise say.error(what, e, writing=False) from e
     except requests.RequestException as e:
@@ -169,8 +158,8 @@ def pull_request_heads(
     where = f"{_check_repository(repository)}#{number}"
     say = _Say(token, where)
     if number < 1:
-        raise CommentError(say(f"cannot read {where}: not a pull request number"))
-    client = _client(api_url, token)
+        raise GitHubError(say(f"cannot read {where}: not a pull request number"))
+    client = api.client(api_url, token)
     try:
         pull = client.get_repo(repository).get_pull(number)  # lazy: the request is below
         head, base = pull.head, pull.base
@@ -187,31 +176,6 @@ def pull_request_heads(
     except (GithubException, requests.RequestException) as e:
         raise say.error(f"cannot read the pull request {where}", e, writing=False) from e
     return heads
-
-
-def _client(api_url: str, token: str) -> Github:
-    # Reads are retried twice on 5xx; writes never (a POST whose answer was lost may have
-    # been applied, and a second one would duplicate the comment).
-    retry = Retry(
-        total=2,
-        connect=2,
-        read=2,
-        status=2,
-        status_forcelist=(500, 502, 503, 504),
-        allowed_methods=frozenset({"GET"}),
-        backoff_factor=0.5,
-        raise_on_status=False,
-    )
-    return Github(
-        base_url=api_url.rstrip("/"),
-        auth=Auth.Token(token),
-        timeout=TIMEOUT_S,
-        retry=retry,
-        per_page=PER_PAGE,
-        seconds_between_requests=None,
-        seconds_between_writes=None,
-        lazy=True,
-    )
 
 
 def _author(client: Github, token: str, say: _Say) -> str:
@@ -241,7 +205,7 @@ def _retire(comment: IssueComment, mark: str, say: _Say) -> None:
     except (KeyError, TypeError):  # PyGithub 2.10 indexes a null result without checking
         minimized = False
     if not minimized:
-        raise CommentError(say(f"{what}: GitHub did not say it was minimised"))
+        raise GitHubError(say(f"{what}: GitHub did not say it was minimised"))
     body = (comment.body or "").replace(mark, mark.replace(_KIND, _OUTDATED))
     try:
         comment.edit(body if len(body) <= MAX_BODY else fit(body))
@@ -285,9 +249,8 @@ def _normal(text: str) -> str:
 
 
 def _check_repository(repository: str) -> str:
-    owner, _, name = repository.partition("/")
-    if not owner or not name or "/" in name:
-        raise CommentError(f"repository must be OWNER/NAME, not {repository!r}")
+    if not api.is_repository(repository):
+        raise GitHubError(f"repository must be OWNER/NAME, not {repository!r}")
     return repository
 
 
@@ -298,21 +261,20 @@ class _Say:
         self.token, self.where = token, where
 
     def __call__(self, line: str) -> str:
-        line = " ".join(line.split())  # one line
-        return line.replace(self.token, "***") if self.token else line
+        return api.redact(line, self.token)
 
-    def error(self, what: str, e: Exception, *, writing: bool) -> CommentError:
+    def error(self, what: str, e: Exception, *, writing: bool) -> GitHubError:
         if not isinstance(e, GithubException):
-            detail = str(e)[:200]
-            return CommentError(self(f"{what} ({type(e).__name__}: {detail})"))
+            detail = api.redact(str(e), self.token)[:200]  # masked before it is cut
+            return GitHubError(self(f"{what} ({type(e).__name__}: {detail})"))
         status = e.status
-        line = f"{what} ({status} {github_message(e) or 'no message'})"
+        line = f"{what} ({status} {api.message(e) or 'no message'})"
         hint = _hint(e, writing)
-        return CommentError(self(f"{line}: {hint}" if hint else line), status)
+        return GitHubError(self(f"{line}: {hint}" if hint else line), status)
 
 
 def _hint(e: GithubException, writing: bool) -> str:
-    message = github_message(e).lower()
+    message = api.message(e).lower()
     if isinstance(e, RateLimitExceededException) or "rate limit" in message:
         return "rate limited (GITHUB_TOKEN: 1,000 requests per hour per repository)"
     if e.status == 401:

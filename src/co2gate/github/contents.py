@@ -6,10 +6,10 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from co2gate.errors import ServiceError
+from co2gate.github.api import GitHubError
 
 
-class NotReadable(ServiceError):
+class NotReadable(GitHubError):
     """The file could not be read at that commit; the message says how to fix it."""
 
 
@@ -57,18 +57,29 @@ def _git_show(path: Path, sha: str) -> str | None:
 
 
 def _api_contents(path: Path, sha: str, repository: str, token: str, api_url: str) -> str | None:
-    from github import Auth, Github, GithubException
+    import requests
+    from github import GithubException
 
-    client = Github(base_url=api_url or "https://api.github.com", auth=Auth.Token(token))
+    from co2gate.github import api
+
+    where = f"{path}: cannot read it at the base commit {sha[:12]} through the API"
+    if not api.is_repository(repository):
+        raise NotReadable(f"{where}: GITHUB_REPOSITORY is {repository!r}, not OWNER/NAME")
     try:
-        content = client.get_repo(repository, lazy=True).get_contents(path.as_posix(), ref=sha)
+        client = api.client(api_url, token)
+        content = client.get_repo(repository).get_contents(path.as_posix(), ref=sha)
     except GithubException as e:
         if e.status == 404:
             return None
-        raise NotReadable(
-            f"{path}: cannot read it at the base commit {sha[:12]} through the API "
-            f"(HTTP {e.status}): the token needs contents: read"
-        ) from e
+        hint = ": the token needs contents: read" if e.status in (401, 403) else ""
+        line = f"{where} (HTTP {e.status}: {api.message(e) or 'no message'}){hint}"
+        raise NotReadable(api.redact(line, token), e.status) from e
+    except requests.RequestException as e:
+        line = f"{where} ({type(e).__name__}: {api.redact(str(e), token)[:200]})"
+        raise NotReadable(api.redact(line, token)) from e
     if isinstance(content, list):
         raise NotReadable(f"{path}: is a directory at the base commit {sha[:12]}")
-    return content.decoded_content.decode("utf-8")
+    try:
+        return content.decoded_content.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise NotReadable(f"{path}: is not UTF-8 text at the base commit {sha[:12]}") from e

@@ -99,7 +99,7 @@ class Trusted:
     notes: tuple[str, ...] = ()
 
 
-# Pull request number -> its heads; raises comments.CommentError when GitHub cannot say.
+# Pull request number -> its heads; raises api.GitHubError when GitHub cannot say.
 PullLookup = Callable[[int], "PullHeads"]
 
 
@@ -234,22 +234,23 @@ def trusted_ci(
 
 def pull_lookup(repository: str, env: Mapping[str, str]) -> PullLookup:
     """GET /repos/{repository}/pulls/{n} with the job's token, each number asked once."""
-    from co2gate.github.comments import CommentError, pull_request_heads
+    from co2gate.github.api import GitHubError
+    from co2gate.github.comments import pull_request_heads
 
     token = env.get("GITHUB_TOKEN", "")
     api_url = env.get("GITHUB_API_URL", "https://api.github.com")
-    seen: dict[int, PullHeads | CommentError] = {}
+    seen: dict[int, PullHeads | GitHubError] = {}
 
     def lookup(number: int) -> PullHeads:
         if number not in seen:
             if not token:
-                seen[number] = CommentError("no GITHUB_TOKEN to ask GitHub with")
+                seen[number] = GitHubError("no GITHUB_TOKEN to ask GitHub with")
             else:
                 try:
                     seen[number] = pull_request_heads(
                         repository, number, token=token, api_url=api_url
                     )
-                except CommentError as e:
+                except GitHubError as e:
                     seen[number] = e
         found = seen[number]
         if isinstance(found, Exception):
@@ -261,11 +262,11 @@ def pull_lookup(repository: str, env: Mapping[str, str]) -> PullLookup:
 
 def _verify(run: WorkflowRun, number: int, lookup: PullLookup) -> tuple[PullHeads | None, str]:
     """The pull request if it is the measured run's, else None and why not."""
-    from co2gate.github.comments import CommentError
+    from co2gate.github.api import GitHubError
 
     try:
         pull = lookup(number)
-    except CommentError as e:
+    except GitHubError as e:
         return None, f"PR #{number} could not be verified ({e})"
     if (pull.base_repository or "").casefold() != run.repository.casefold():
         return None, f"PR #{number} is a pull request into {pull.base_repository}, not this one"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from co2gate.ledger.factory import open_ledger
 from co2gate.ledger.interface import (
     Ledger,
     LedgerError,
@@ -10,6 +11,7 @@ from co2gate.ledger.interface import (
     make_entry,
     shard_of,
     summarize,
+    valid_entry,
 )
 
 __all__ = [
@@ -18,6 +20,8 @@ __all__ = [
     "LedgerReadOnly",
     "entry_key",
     "make_entry",
+    "open_ledger",
     "shard_of",
     "summarize",
+    "valid_entry",
 ]

@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 
 import requests
 from github import (
-    Auth,
     Github,
     GithubException,
     InputGitTreeElement,
@@ -29,14 +28,15 @@ from github import (
 from github.ContentFile import ContentFile
 from github.Repository import Repository
 
+from co2gate.github import api
 from co2gate.ledger.interface import (
     Ledger,
     LedgerError,
     LedgerReadOnly,
     dedupe,
     entry_key,
+    holds_key,
     parse_shard,
-    shard_keys,
     shard_of,
     shards_between,
     to_line,
@@ -70,8 +70,8 @@ class _Shard:
 class BranchLedger(Ledger):
     """JSON Lines shards `YYYY/MM.jsonl` on an orphan branch (default `co2gate-ledger`).
 
-    `api_url` is GITHUB_API_URL (GitHub Enterprise Server: `https://HOST/api/v3`); a given
-    `github` client is used as it is, api_url and timeout_s aside.
+    `api_url` is GITHUB_API_URL (GitHub Enterprise Server: `https://HOST/api/v3`); without a
+    `github` client, the one of co2gate.github.api is made (a given one is used as it is).
     """
 
     name = "branch"
@@ -87,27 +87,20 @@ class BranchLedger(Ledger):
         retries: int = 8,
         backoff_s: float = 0.2,
         max_backoff_s: float = 10.0,
-        timeout_s: int = 15,
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
     ) -> None:
-        owner, _, name = repository.partition("/")
-        if not owner or not name or "/" in name:
-            raise LedgerError(f"repository must be OWNER/NAME, not {repository!r}")
+        if not api.is_repository(repository):
+            raise LedgerError(
+                "the ledger branch's repository (GITHUB_REPOSITORY) must be OWNER/NAME, "
+                f"not {repository!r}"
+            )
         self.repository, self.branch = repository, branch
-        self._owner, self._name = owner, name
+        self._owner, _, self._name = repository.partition("/")
         self._token = token
-        # retry=None and no throttling: PyGithub's own retry can repeat an applied PUT; we
-        # retry ourselves, on fresh data.
-        self._github = github or Github(
-            base_url=api_url.rstrip("/"),
-            auth=Auth.Token(token) if token else None,
-            timeout=timeout_s,
-            retry=None,
-            seconds_between_requests=None,
-            seconds_between_writes=None,
-            lazy=True,
-        )
+        # The client never sends a write twice (one GitHub applied may have lost its answer):
+        # appends are retried here, on fresh data.
+        self._github = github or api.client(api_url, token)
         self._retries = max(1, retries)
         self._backoff_s, self._max_backoff_s = backoff_s, max_backoff_s
         self._sleep, self._rng = sleep, rng
@@ -128,7 +121,7 @@ class BranchLedger(Ledger):
                 shard = self._shards.pop(path, None)
                 if shard is None:
                     shard = self._read_shard(path)
-                if key in shard_keys(shard.text):
+                if holds_key(shard.text, key):
                     self._shards[path] = shard
                     return maybe_ours
                 text = shard.text
@@ -264,7 +257,7 @@ class BranchLedger(Ledger):
             commit = repo.create_git_commit("co2gate: start the ledger", tree, [])
             repo.create_git_ref(f"refs/heads/{self.branch}", commit.sha)
         except GithubException as e:
-            if e.status == 422 and "already exists" in github_message(e).lower():
+            if e.status == 422 and "already exists" in api.message(e).lower():
                 return  # a job racing this one created it first
             if _is_read_only(e):
                 raise LedgerReadOnly(
@@ -302,9 +295,7 @@ class BranchLedger(Ledger):
         line = f"ledger branch {self.branch} of {self.repository}: {what}"
         if error is not None:
             line += f" ({_describe(error)})"
-        if self._token:
-            line = line.replace(self._token, "***")
-        return line
+        return api.redact(line, self._token)
 
 
 def _blobs_query(count: int) -> str:
@@ -321,24 +312,9 @@ def _blobs_query(count: int) -> str:
     )
 
 
-def github_message(e: GithubException) -> str:
-    """GitHub's own words: the REST message, else the first GraphQL error."""
-    if e.message:
-        return e.message
-    data = e.data
-    if not isinstance(data, dict):
-        return ""
-    if data.get("message"):
-        return str(data["message"])
-    errors = data.get("errors")
-    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-        return str(errors[0].get("message") or "")
-    return ""
-
-
 def _describe(e: Exception) -> str:
     if isinstance(e, GithubException):
-        return f"HTTP {e.status}: {github_message(e) or 'no message'}"
+        return f"HTTP {e.status}: {api.message(e) or 'no message'}"
     return f"{type(e).__name__}: {e}"
 
 
@@ -346,7 +322,7 @@ def _is_conflict(e: GithubException) -> bool:
     """A write on stale data: 409, or 422 about the sha (also a racing create)."""
     if e.status == 409:
         return True
-    message = github_message(e).lower()
+    message = api.message(e).lower()
     return e.status == 422 and any(s in message for s in ("sha", "expected", "does not match"))
 
 
@@ -356,7 +332,7 @@ def _is_transient(e: GithubException) -> bool:
 
 def _is_branch_missing(e: GithubException) -> bool:
     """A write to a missing branch ("Branch x not found"), or a read of one."""
-    message = github_message(e).lower()
+    message = api.message(e).lower()
     return e.status in (404, 422) and (
         ("branch" in message and "not found" in message) or "no commit found for the ref" in message
     )

@@ -15,8 +15,8 @@ from co2gate.ledger.interface import (
     LedgerError,
     dedupe,
     entry_key,
+    holds_key,
     parse_shard,
-    shard_keys,
     shard_of,
     shards_between,
     to_line,
@@ -41,7 +41,7 @@ class FileLedger(Ledger):
             path.parent.mkdir(parents=True, exist_ok=True)
             with self._locked(fcntl.LOCK_EX, create=True):
                 data = path.read_bytes() if path.exists() else b""
-                if key in shard_keys(data.decode("utf-8", errors="replace")):
+                if holds_key(data.decode("utf-8", errors="replace"), key):
                     return False
                 payload = line.encode("utf-8")
                 if data and not data.endswith(b"\n"):
