@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from co2gate import emissions
 from co2gate.intensity import Location, resolve
 from co2gate.measure.fake import FakeMeter
 from co2gate.measure.interface import Component, Method
-from co2gate.runner import ChildResult, CommandError, MeterOutcome, run_measured
+from co2gate.runner import ChildResult, CommandError, MeterOutcome, Supervisor, run_measured
 
 PY = sys.executable
 
@@ -236,3 +237,18 @@ def test_a_signal_before_the_child_exists_still_reaches_it(monkeypatch: pytest.M
     assert time.monotonic() - t0 < 5
     assert (child.exit_code, child.signal) == (128 + signal.SIGTERM, "SIGTERM")
     assert child.forwarded == ("SIGTERM",)
+
+
+def test_work_beside_the_command_runs_while_it_runs_and_never_fails_it() -> None:
+    seen: list[str] = []
+
+    def warm() -> None:
+        seen.append(threading.current_thread().name)
+
+    def broken() -> None:
+        raise RuntimeError("a warm-up that fails is met again where its work is needed")
+
+    with Supervisor([sys.executable, "-c", "import time; time.sleep(0.5)"]) as supervisor:
+        child, _ = supervisor.run([], [warm, broken])
+    assert child.exit_code == 0
+    assert seen == ["co2gate-warm"]

@@ -547,6 +547,7 @@ LOW_CARBON: Final = (
 )
 
 
-def low_carbon(n: int = 3) -> list[Intensity]:
-    """The `n` lowest intensities of LOW_CARBON, lowest first."""
-    return sorted((resolve(loc) for loc in LOW_CARBON), key=lambda i: i.g_per_kwh)[:n]
+@functools.cache
+def low_carbon(n: int = 3) -> tuple[Intensity, ...]:
+    """The `n` lowest intensities of LOW_CARBON, lowest first (codecarbon's data: once)."""
+    return tuple(sorted((resolve(loc) for loc in LOW_CARBON), key=lambda i: i.g_per_kwh)[:n])

@@ -94,7 +94,11 @@ class Supervisor:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
 
-    def run(self, sources: Sequence[MeterFactory]) -> tuple[ChildResult, list[MeterOutcome]]:
+    def run(
+        self, sources: Sequence[MeterFactory], beside: Sequence[Callable[[], object]] = ()
+    ) -> tuple[ChildResult, list[MeterOutcome]]:
+        """Run the command to its end under `sources`. `beside`: work for what follows the
+        command (imports, compiled templates), done in background threads while it runs."""
         # Handlers first: a signal between the spawn and their installation would kill
         # co2gate and leave the command running, unmeasured. One that comes before the
         # child exists is held and delivered as soon as it does.
@@ -106,6 +110,8 @@ class Supervisor:
             self._signal_group(self.proc, early)
         self._take_terminal()
         outcomes = [_start_in_background(factory, t0) for factory in sources]
+        for task in beside:
+            threading.Thread(target=_warm, args=(task,), name="co2gate-warm", daemon=True).start()
         if self.guard is not None:
             self.guard.begin(t0, started_at, lambda: energy_so_far(outcomes), self._guard_signal)
 
@@ -233,6 +239,12 @@ def _start_in_background(factory: MeterFactory, t0: float) -> MeterOutcome:
     outcome._thread = threading.Thread(target=start, name=f"co2gate-{outcome.name}", daemon=True)
     outcome._thread.start()
     return outcome
+
+
+def _warm(task: Callable[[], object]) -> None:
+    """Run a warm-up; a failure is left for the same work to meet later, where it is needed."""
+    with contextlib.suppress(Exception):
+        task()
 
 
 def energy_so_far(outcomes: Sequence[MeterOutcome]) -> float | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,13 +97,15 @@ def measure_command(
     say: Say | None = None,
     embodied: Embodied | None = None,
     notes: Sequence[str] = (),
+    beside: Sequence[Callable[[], object]] = (),
 ) -> Measured:
     """Run argv under every energy source present and write emissions.json and emissions.csv.
 
     The location must already be validated. Signals stay forwarded or deferred until the
     files are written, so a cancelled job still leaves its partial measurement behind.
     With a watch (a cap, a heartbeat) a live guard watches the run; it prices what it reads
-    in its own thread, so nothing heavy is imported before the command starts.
+    in its own thread, so nothing heavy is imported before the command starts. `beside`:
+    work for the report, done while the command runs.
     """
     guard = None
     if watch is not None and watch.wanted:
@@ -111,7 +113,7 @@ def measure_command(
     if sources is None:
         sources = default_sources(env, guard.watch.source_interval_s() if guard else None)
     with Supervisor(argv, guard) as supervisor:
-        child, outcomes = supervisor.run(sources)
+        child, outcomes = supervisor.run(sources, beside)
         m = emissions.build(
             child,
             outcomes,
@@ -156,10 +158,21 @@ def measure(request: MeasureRequest, env: Mapping[str, str], say: Say) -> Outcom
         say=say,
         embodied=budget.embodied if budget else None,
         notes=notes,
+        beside=[functools.partial(warm_report, request.template_dir)],
     )
     outcome = measured.outcome()
-    from co2gate.app.publish import Options, Run, publish_into
+    from co2gate.app.publish import Options, Run, publish_into  # warm by now
 
     options = Options(request.template_dir, comment=False)
     publish_into(outcome, [Run(measured.measurement)], budget, out_dir, env, options)
     return outcome.finish(measured.exit_code)
+
+
+def warm_report(template_dir: Path | None) -> None:
+    """Import the report's modules, compile its templates and look up the cleaner grids
+    while the command runs, so that co2gate's exit after it does not wait for them."""
+    from co2gate import report
+    from co2gate.app import publish  # noqa: F401  (its imports, for the same reason)
+
+    report.check_templates(template_dir)
+    intensity.low_carbon()

@@ -15,7 +15,6 @@ from co2gate.budget import Gated
 from co2gate.emissions import write_atomic
 from co2gate.github import workflow
 from co2gate.github.api import GitHubError
-from co2gate.github.comments import pull_for_commit, upsert_comment
 from co2gate.model import CiInfo, Measurement
 
 T = TypeVar("T")
@@ -124,6 +123,8 @@ def _comment(
     m: Measurement, body: str, env: Mapping[str, str], options: Options, done: Published
 ) -> None:
     """Upsert the run's sticky comment on its PR; say why when there is none."""
+    from co2gate.github.comments import pull_for_commit, upsert_comment  # PyGithub: only here
+
     ci = m.ci or CiInfo()
     token, repository = env.get("GITHUB_TOKEN", ""), ci.repository or ""
     api_url = env.get("GITHUB_API_URL", "https://api.github.com")

@@ -4,6 +4,7 @@ measured, then the run is gated, recorded and reported."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -17,7 +18,7 @@ from co2gate.app.inputs import (
     load_budget,
     prepare_out_dir,
 )
-from co2gate.app.measure import MeasureRequest, measure_command
+from co2gate.app.measure import MeasureRequest, measure_command, warm_report
 from co2gate.emissions import RunLabels
 from co2gate.github.context import ci_context
 from co2gate.guard import DEFAULT_GRACE_S, Watch, default_heartbeat_s
@@ -70,6 +71,7 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
         watch=watch,
         say=say,
         embodied=budget.embodied,
+        beside=[functools.partial(warm_report, m.template_dir)],
     )
     outcome = measured.outcome()
     ledger = open_ledger(budget.ledger, env)
