@@ -10,9 +10,9 @@ from typing import Any
 
 from co2gate import budget as budgets
 from co2gate.app import Outcome
-from co2gate.app.inputs import PULL_REQUEST_EVENTS
 from co2gate.budget import CategoryUsage, Gated
 from co2gate.emissions import write_atomic
+from co2gate.github.context import PULL_REQUEST_EVENTS
 from co2gate.ledger.interface import Ledger, LedgerError, LedgerReadOnly, entry_key, make_entry
 from co2gate.model import CiInfo, Measurement
 

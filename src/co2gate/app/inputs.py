@@ -12,10 +12,10 @@ from typing import Any
 
 from co2gate import budget as budgets
 from co2gate.errors import InputError
+from co2gate.github.context import PULL_REQUEST_EVENTS
 from co2gate.intensity import Location, LocationError, validate
 
 WORKLOAD = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-PULL_REQUEST_EVENTS = ("pull_request", "pull_request_target")
 
 
 def label_of(label: str | None, env: Mapping[str, str]) -> str:
@@ -88,10 +88,6 @@ def prepare_out_dir(path: Path) -> Path:
     return path
 
 
-def is_pull_request(ci: Mapping[str, Any] | None) -> bool:
-    return bool(ci) and (ci or {}).get("event") in PULL_REQUEST_EVENTS
-
-
 def load_budget(
     path: Path, ci: Mapping[str, Any] | None, env: Mapping[str, str]
 ) -> tuple[budgets.Budget, list[str]]:
@@ -103,7 +99,7 @@ def load_budget(
     from co2gate.github.contents import NotReadable, read_at_commit
 
     base_sha = (ci or {}).get("base_sha")
-    if not base_sha or not is_pull_request(ci):
+    if not base_sha or (ci or {}).get("event") not in PULL_REQUEST_EVENTS:
         return budgets.load(path), []
     try:
         base_text = read_at_commit(path, base_sha, env)
