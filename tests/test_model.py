@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from co2gate import emissions, model
+from co2gate import emissions, model, units
 from co2gate.github.context import ci_context
 from co2gate.guard import GuardStop
 from co2gate.intensity import Location, resolve
@@ -201,7 +201,7 @@ def test_other_runs_round_trip(case: str, tmp_path: Path) -> None:
         doc = document(child(), [cpu_ram()], ci=pull_request_ci(tmp_path, head_repository="f/l"))
         assert list(doc["ci"])[-1] == "head_repository"
     else:
-        doc = document(child(), [cpu_ram()], intensity=model.MAX_INTENSITY_G_PER_KWH)
+        doc = document(child(), [cpu_ram()], intensity=units.MAX_INTENSITY_G_PER_KWH)
     round_trips(doc)
 
 

@@ -16,6 +16,7 @@ from typing import Any, Final
 from co2gate import __version__, fmt, model, units
 from co2gate.guard import GuardStop
 from co2gate.intensity import Intensity
+from co2gate.labels import RunLabels
 from co2gate.measure.interface import Component, Method
 from co2gate.model import (
     CiInfo,
@@ -34,15 +35,6 @@ from co2gate.sci import Embodied, sci
 
 MAX_FILE_BYTES: Final = 32 * 1024 * 1024  # a measurement file larger than this is refused
 _NO_COORDINATES: Any = None  # as codecarbon's offline tracker writes them: empty cells
-
-
-@dataclasses.dataclass(frozen=True)
-class RunLabels:
-    """What the user said this run is."""
-
-    label: str
-    workload: str
-    requests: int | None = None
 
 
 @dataclasses.dataclass
@@ -314,8 +306,8 @@ def _from_codecarbon_text(
     last: dict[str, tuple[float, float, PerComponent[float], datetime]] = {}
     for number, row in enumerate(rows, start=2):
         where = f"{path}: line {number}"
-        pue = _figure(row, "pue", where, high=model.PUE_MAX) or 1.0  # empty or 0: unset
-        if pue < model.PUE_MIN:
+        pue = _figure(row, "pue", where, high=units.PUE_MAX) or 1.0  # empty or 0: unset
+        if pue < units.PUE_MIN:
             raise MeasurementError(f"{where}: pue {pue!r} is below 1: not a codecarbon row")
         energy = PerComponent(
             *(_figure(row, f"{c.value}_energy", where, model.MAX_KWH) / pue for c in Component)

@@ -22,10 +22,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from co2gate import fmt, units
-from co2gate.intensity import Intensity
+
+if TYPE_CHECKING:
+    from co2gate.intensity import Intensity
 
 GUARD_INTERVAL_S = 1.0  # how often the guard reads the sources; tests lower it
 NEAR_CAP_INTERVAL_S = 0.1  # how often once the cap is due before the next regular reading

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Final, NoReturn
 
 from co2gate.errors import InputError
-from co2gate.model import MAX_INTENSITY_G_PER_KWH, PUE_MAX, PUE_MIN
+from co2gate.units import MAX_INTENSITY_G_PER_KWH, PUE_MAX, PUE_MIN
 
 __all__ = [
     "AWS_REGIONS",

@@ -21,6 +21,7 @@ from typing import Any, Final, Generic, Literal, NoReturn, TypeAlias, TypeVar
 
 from co2gate.errors import InputError
 from co2gate.measure.interface import Component, Method
+from co2gate.units import MAX_INTENSITY_G_PER_KWH, PUE_MAX, PUE_MIN
 
 SCHEMA: Final = "co2gate/emissions/v1"
 
@@ -28,11 +29,6 @@ SCHEMA: Final = "co2gate/emissions/v1"
 MAX_KWH: Final = 1e9  # a GWh: far beyond any CI job
 MAX_KG: Final = 1e9
 MAX_W: Final = 1e9
-PUE_MIN: Final = 1.0  # a data centre cannot use less than its IT load
-PUE_MAX: Final = 10.0
-# A bound against corrupt files, not a physical one: the dirtiest grids are about 1,200 g/kWh,
-# but a configured intensity may be far higher to make a test run's figures large.
-MAX_INTENSITY_G_PER_KWH: Final = 1e6
 MAX_SECONDS: Final = 1e9  # about 31 years
 MAX_REQUESTS: Final = 10**15
 MAX_PER_REQUEST: Final = 1e12  # g or Wh: MAX_KG or MAX_KWH over a single request

@@ -13,9 +13,10 @@ figures; the budget file's `embodied:` section overrides any of them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from co2gate.model import Measurement, Sci, SciEmbodied
+if TYPE_CHECKING:
+    from co2gate.model import Measurement, Sci
 
 SECONDS_PER_YEAR: Final = 365.25 * 24 * 3600
 
@@ -49,6 +50,8 @@ def embodied_kg(embodied: Embodied, duration_s: float, gpus: int) -> float:
 
 def sci(m: Measurement, embodied: Embodied) -> Sci:
     """emissions.json's `sci` block for one measured run."""
+    from co2gate.model import Sci, SciEmbodied
+
     duration = m.run.duration_s
     gpus = len(m.gpus)
     operational = m.emissions_kg

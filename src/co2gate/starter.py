@@ -10,7 +10,6 @@ from typing import Final
 
 from co2gate import budget as budgets
 from co2gate import intensity
-from co2gate.emissions import write_atomic
 from co2gate.errors import InputError
 
 DEFAULT_ANNUAL_KG: Final = 500.0
@@ -80,6 +79,8 @@ def write_budget(path: Path, text: str, *, force: bool = False) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if force:
+            from co2gate.emissions import write_atomic
+
             write_atomic(path, text)
         else:
             with path.open("x", encoding="utf-8") as f:  # "x": fails if it exists, no race

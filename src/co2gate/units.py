@@ -8,6 +8,13 @@ from __future__ import annotations
 
 JOULES_PER_KWH = 3.6e6  # 1 kWh = 1000 W x 3600 s
 
+# Bounds on the figures that price a run, shared by the location's check and the record's.
+PUE_MIN = 1.0  # a data centre cannot use less than its IT load
+PUE_MAX = 10.0
+# A bound against corrupt files, not a physical one: the dirtiest grids are about 1,200 g/kWh,
+# but a configured intensity may be far higher to make a test run's figures large.
+MAX_INTENSITY_G_PER_KWH = 1e6
+
 
 def mj_to_kwh(millijoules: float) -> float:
     """NVML's energy counter (mJ) to kWh."""

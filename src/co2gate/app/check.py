@@ -19,8 +19,8 @@ from co2gate.app.inputs import (
     load_budget,
     prepare_out_dir,
 )
-from co2gate.emissions import RunLabels
 from co2gate.github import context
+from co2gate.labels import RunLabels
 from co2gate.ledger import open_ledger
 
 

@@ -8,9 +8,10 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from co2gate import budget as budgets
-from co2gate import emissions, intensity
+from co2gate import intensity
 from co2gate.app import Outcome, Say
 from co2gate.app.inputs import (
     LocationOptions,
@@ -20,13 +21,15 @@ from co2gate.app.inputs import (
     load_budget,
     prepare_out_dir,
 )
-from co2gate.emissions import RunLabels
 from co2gate.github.context import ci_context
 from co2gate.guard import Guard, Watch
+from co2gate.labels import RunLabels
 from co2gate.measure.interface import Meter
-from co2gate.model import Measurement
 from co2gate.runner import MeterFactory, Supervisor
 from co2gate.sci import Embodied
+
+if TYPE_CHECKING:
+    from co2gate.model import Measurement
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,8 @@ def measure_command(
         sources = default_sources(env, guard.watch.source_interval_s() if guard else None)
     with Supervisor(argv, guard) as supervisor:
         child, outcomes = supervisor.run(sources, beside)
+        from co2gate import emissions  # the record's modules: after the command
+
         m = emissions.build(
             child,
             outcomes,

@@ -12,16 +12,15 @@ from pathlib import Path
 
 from co2gate import budget as budgets
 from co2gate.app import Outcome, Say
-from co2gate.app.gate import gate_into, should_record, write_verdict
 from co2gate.app.inputs import (
     check_templates,
     load_budget,
     prepare_out_dir,
 )
 from co2gate.app.measure import MeasureRequest, measure_command, warm_report
-from co2gate.emissions import RunLabels
 from co2gate.github.context import ci_context
 from co2gate.guard import DEFAULT_GRACE_S, Watch, default_heartbeat_s
+from co2gate.labels import RunLabels
 from co2gate.ledger import open_ledger
 
 
@@ -73,6 +72,8 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
         embodied=budget.embodied,
         beside=[functools.partial(warm_report, m.template_dir)],
     )
+    from co2gate.app.gate import gate_into, should_record  # the ledger's modules: after it
+
     outcome = measured.outcome()
     ledger = open_ledger(budget.ledger, env)
     record = should_record(budget, measured.measurement.ci, request.no_record)
@@ -94,6 +95,7 @@ def _preflight(
     gate, before the command starts; None to go on. No history, or a ledger that cannot be
     read, is a note: the command runs."""
     from co2gate import estimate, report
+    from co2gate.app.gate import write_verdict
     from co2gate.ledger.interface import LedgerError
 
     ledger, where = open_ledger(budget.ledger, env)

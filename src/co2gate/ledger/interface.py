@@ -14,10 +14,12 @@ import math
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timezone
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from co2gate.errors import ServiceError
-from co2gate.model import CiInfo, Measurement
+
+if TYPE_CHECKING:
+    from co2gate.model import Measurement
 
 log = logging.getLogger("co2gate")
 
@@ -126,6 +128,8 @@ def make_entry(m: Measurement, category: str) -> dict[str, Any]:
     Outside CI (`ci` is None) the run is keyed as repository "local", job "local", by its uuid.
     Raises LedgerError when the figures would make an invalid entry (see `valid_entry`).
     """
+    from co2gate.model import CiInfo
+
     ci = m.ci or CiInfo()
     ended = m.run.ended_at.astimezone(timezone.utc).isoformat(timespec="milliseconds")
     entry: dict[str, Any] = {
