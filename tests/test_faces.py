@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import CliRun
 from test_report import doc
+
+from co2gate.emissions import write_atomic
 
 PY = sys.executable
 BUDGET = "version: 1\nannual_budget_kg: 100\nallocations: {training: 1}\n"
@@ -233,3 +236,24 @@ def test_a_bad_ledger_line_is_skipped_by_every_command(co2gate: CliRun, tmp_path
         str(out / "emissions.json"), env=base_env(),
     )  # fmt: skip
     assert checked.returncode == 0, checked.stderr
+
+
+@pytest.mark.parametrize(("given", "quiet"), [(None, True), ("info", False)])
+def test_codecarbon_is_quieted_once_and_a_users_level_is_kept(
+    given: str | None, quiet: bool
+) -> None:
+    env = base_env() | ({"CODECARBON_LOG_LEVEL": given} if given else {})
+    probe = (
+        "import os; from co2gate.quiet import quiet_codecarbon as q; "
+        "print(q(), q(), os.environ['CODECARBON_LOG_LEVEL'])"
+    )
+    out = subprocess.run([PY, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(quiet), str(quiet), given or "critical"]
+
+
+def test_a_failed_atomic_write_leaves_no_stray_file(tmp_path: Path) -> None:
+    target = tmp_path / "emissions.json"
+    (target / "in-the-way").mkdir(parents=True)  # a directory where the file should go
+    with pytest.raises(OSError):
+        write_atomic(target, "{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emissions.json"]

@@ -276,8 +276,12 @@ def write(out_dir: Path, m: Measurement) -> tuple[Path, Path]:
 def write_atomic(path: Path, text: str) -> None:
     """Write text so a reader sees the old file or the new one, never half of it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written stray behind
+        raise
 
 
 def from_codecarbon_csv(
