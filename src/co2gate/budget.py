@@ -7,6 +7,7 @@ that names the file, the key and the problem; `decide` applies PRODUCT.md sectio
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import re
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
@@ -14,11 +15,11 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
-import yaml
-from yaml.constructor import ConstructorError
-from yaml.nodes import MappingNode, Node
+if TYPE_CHECKING:
+    import yaml
+    from yaml.nodes import MappingNode, Node
 
 from co2gate import fmt, intensity
 from co2gate.errors import InputError
@@ -195,44 +196,51 @@ class Gated:
 # ---------------------------------------------------------------------------- reading YAML
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads 1e3 and 3.65e8 as numbers (YAML 1.2) and refuses duplicate keys."""
+@functools.cache
+def _loader() -> type[yaml.SafeLoader]:
+    """SafeLoader that reads 1e3 and 3.65e8 as numbers (YAML 1.2) and refuses duplicate keys.
 
-    def construct_object(self, node: Node, deep: bool = False) -> Any:
-        try:
-            return super().construct_object(node, deep)
-        except ValueError as e:  # a date like 2024-13-01; an int past Python's digit limit
-            raise ConstructorError(None, None, str(e), node.start_mark) from e
+    Built on first use: PyYAML is imported only when a budget file is read.
+    """
+    import yaml
+    from yaml.constructor import ConstructorError
 
-    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node)
+    class Loader(yaml.SafeLoader):
+        def construct_object(self, node: Node, deep: bool = False) -> Any:
             try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:  # unhashable: the base class says so
-                continue
-            if duplicate:
-                raise ConstructorError(
-                    None, None, f"duplicate key {_show(key)}", key_node.start_mark
-                )
-        return super().construct_mapping(node, deep)
+                return super().construct_object(node, deep)
+            except ValueError as e:  # a date like 2024-13-01; an int past Python's digit limit
+                raise ConstructorError(None, None, str(e), node.start_mark) from e
 
+        def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # unhashable: the base class says so
+                    continue
+                if duplicate:
+                    raise ConstructorError(
+                        None, None, f"duplicate key {_show(key)}", key_node.start_mark
+                    )
+            return super().construct_mapping(node, deep)
 
-# PyYAML (YAML 1.1) reads 3.65e8 as a string: its floats need a dot and a signed exponent.
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+    # PyYAML (YAML 1.1) reads 3.65e8 as a string: its floats need a dot and a signed exponent.
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
+    return Loader
 
 
 def _compose(text: str) -> tuple[Node | None, Any]:
     """The document's top node (for its line) and its data; None, None for an empty one."""
-    loader = _Loader(text)
+    loader = _loader()(text)
     try:
         node = loader.get_single_node()
         return node, None if node is None else loader.construct_document(node)
@@ -242,6 +250,8 @@ def _compose(text: str) -> tuple[Node | None, Any]:
 
 def _document(text: str, source: str) -> dict[Any, Any]:
     """The file's top-level mapping, or a BudgetError saying why it is not one."""
+    import yaml
+
     try:
         node, data = _compose(text)
     except yaml.MarkedYAMLError as e:
