@@ -14,17 +14,11 @@ from conftest import CliRun
 from fakegithub import FakeGitHub
 from test_publish_cli import Step
 
-from co2gate.app.companion import adopt, check_artifact
+from co2gate.app.companion import adopt, check_artifact, pull_lookup, trusted_ci
 from co2gate.errors import InputError
 from co2gate.github.api import GitHubError
 from co2gate.github.comments import PullHeads
-from co2gate.github.context import (
-    WorkflowRun,
-    WorkflowRunError,
-    pull_lookup,
-    trusted_ci,
-    workflow_run,
-)
+from co2gate.github.context import WorkflowRun, WorkflowRunError, workflow_run
 from co2gate.model import Measurement
 
 PY = sys.executable

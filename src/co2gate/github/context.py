@@ -1,28 +1,23 @@
 """What GitHub Actions tells a step about its run, read from the runner's environment.
 
-`ci_context` describes the step's own run. `workflow_run` and `trusted_ci` describe another
-run, the one a `workflow_run` event reports on, for the companion workflow that gates a fork
-PR's artifact: every fact that decides where the run is recorded and commented comes from the
-event and the API, never from the artifact, which the fork wrote.
+`ci_context` describes the step's own run. `workflow_run` describes another run, the one a
+`workflow_run` event reports on, for the companion workflow that gates a fork PR's artifact
+(app/companion.py): the facts the run which uploaded the artifact cannot forge.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from co2gate.errors import InputError
-
-if TYPE_CHECKING:
-    from co2gate.github.comments import PullHeads
 
 PULL_REQUEST_EVENTS = ("pull_request", "pull_request_target")
 _SHA = re.compile(r"[0-9a-f]{40}")
 _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
-_MAX_CANDIDATES = 3  # pull requests checked per run: each is one API request
 
 
 def ci_context(env: Mapping[str, str]) -> dict[str, Any] | None:
@@ -91,18 +86,6 @@ class WorkflowRun:
         return self.event in PULL_REQUEST_EVENTS
 
 
-@dataclass(frozen=True)
-class Trusted:
-    """The `ci` block to gate an artifact under, and notes for its report."""
-
-    ci: dict[str, Any]
-    notes: tuple[str, ...] = ()
-
-
-# Pull request number -> its heads; raises api.GitHubError when GitHub cannot say.
-PullLookup = Callable[[int], "PullHeads"]
-
-
 def workflow_run(env: Mapping[str, str]) -> WorkflowRun:
     """The measured run that this workflow_run event reports on.
 
@@ -164,126 +147,12 @@ def workflow_run(env: Mapping[str, str]) -> WorkflowRun:
         if isinstance(head_repository, str) and _REPOSITORY.fullmatch(head_repository)
         else "an unknown repository",
         workflow=str(run.get("name") or ""),
-        pull_numbers=tuple(n for n in numbers if isinstance(n, int) and _is_number(n)),
+        pull_numbers=tuple(n for n in numbers if isinstance(n, int) and is_pr_number(n)),
     )
 
 
-def trusted_ci(
-    run: WorkflowRun,
-    claimed: Mapping[str, Any] | None,
-    env: Mapping[str, str],
-    *,
-    lookup: PullLookup | None = None,
-) -> Trusted:
-    """The `ci` block of the measured run: the event's facts, and a verified pull request.
-
-    `claimed` is the artifact's own `ci` block. Only its job name is taken (a name in the
-    ledger key, as the measured job wrote it); its pull request number is a candidate,
-    after the event's own, and is believed only if GitHub says that pull request's head is
-    the measured commit, in the measured run's head repository, and its base is this
-    repository. Unverified, the run has no pull request (no comment) and a note says why.
-    """
-    claimed = claimed or {}
-    lookup = lookup or pull_lookup(run.repository, env)
-    problems: list[str] = []
-    pull: PullHeads | None = None
-    if run.is_pull_request:
-        wanted = list(dict.fromkeys([*run.pull_numbers, claimed.get("pr")]))
-        candidates = [n for n in wanted if isinstance(n, int) and _is_number(n)]
-        candidates = candidates[:_MAX_CANDIDATES]
-        for number in candidates:
-            pull, problem = _verify(run, number, lookup)
-            if pull is not None:
-                break
-            problems.append(problem)
-        if not candidates:
-            problems.append("the measured run names no pull request")
-    notes = [] if pull is not None else [f"no PR comment: {p}" for p in problems]
-    if pull is not None:
-        ref: str | None = f"refs/pull/{pull.number}/merge"
-    elif not run.is_pull_request and run.head_repository == run.repository and run.head_branch:
-        ref = f"refs/heads/{run.head_branch}"
-    else:
-        ref = None  # never a fork's branch name as if it were one of ours
-    job = claimed.get("job")
-    source = "a pull request" if run.is_pull_request else f"a {run.event} event"
-    notes.insert(
-        0,
-        f"measured in workflow run {run.run_id} of {source} from {run.head_repository}: "
-        f"the figures are the {'PR' if run.is_pull_request else 'measured'} job's own",
-    )
-    ci = {
-        "provider": "github",
-        "repository": run.repository,
-        "sha": run.head_sha,
-        "ref": ref,
-        "head_ref": pull.head_ref if pull else None,
-        "base_ref": pull.base_ref if pull else None,
-        "base_sha": pull.base_sha if pull else None,
-        "event": run.event,
-        "pr": pull.number if pull else None,
-        "workflow": run.workflow,
-        "job": job if isinstance(job, str) else "",
-        "run_id": run.run_id,
-        "run_attempt": run.run_attempt,
-        "server_url": env.get("GITHUB_SERVER_URL", "https://github.com"),
-        "head_repository": run.head_repository,
-    }
-    return Trusted(ci, tuple(notes))
-
-
-def pull_lookup(repository: str, env: Mapping[str, str]) -> PullLookup:
-    """GET /repos/{repository}/pulls/{n} with the job's token, each number asked once."""
-    from co2gate.github.api import GitHubError
-    from co2gate.github.comments import pull_request_heads
-
-    token = env.get("GITHUB_TOKEN", "")
-    api_url = env.get("GITHUB_API_URL", "https://api.github.com")
-    seen: dict[int, PullHeads | GitHubError] = {}
-
-    def lookup(number: int) -> PullHeads:
-        if number not in seen:
-            if not token:
-                seen[number] = GitHubError("no GITHUB_TOKEN to ask GitHub with")
-            else:
-                try:
-                    seen[number] = pull_request_heads(
-                        repository, number, token=token, api_url=api_url
-                    )
-                except GitHubError as e:
-                    seen[number] = e
-        found = seen[number]
-        if isinstance(found, Exception):
-            raise found
-        return found
-
-    return lookup
-
-
-def _verify(run: WorkflowRun, number: int, lookup: PullLookup) -> tuple[PullHeads | None, str]:
-    """The pull request if it is the measured run's, else None and why not."""
-    from co2gate.github.api import GitHubError
-
-    try:
-        pull = lookup(number)
-    except GitHubError as e:
-        return None, f"PR #{number} could not be verified ({e})"
-    if (pull.base_repository or "").casefold() != run.repository.casefold():
-        return None, f"PR #{number} is a pull request into {pull.base_repository}, not this one"
-    if pull.head_sha != run.head_sha:
-        return None, (
-            f"PR #{number}'s head is {pull.head_sha[:7]}, not the measured commit "
-            f"{run.head_sha[:7]}: the artifact is not from that pull request"
-        )
-    if (pull.head_repository or "").casefold() != run.head_repository.casefold():
-        return None, (
-            f"PR #{number} comes from {pull.head_repository or 'a deleted repository'}, "
-            f"not from {run.head_repository}, where the measured run's commit is"
-        )
-    return pull, ""
-
-
-def _is_number(value: object) -> bool:
+def is_pr_number(value: object) -> bool:
+    """A pull request number as GitHub gives them: a whole number from 1 to 2^31 - 1."""
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31
 
 
