@@ -63,10 +63,12 @@ def build(
     labels: RunLabels,
     ci: CiInfo | Mapping[str, Any] | None,
     embodied: Embodied | None = None,
+    notes: Sequence[str] = (),
 ) -> Measurement:
     """The measurement of one run (`.to_json()`: its emissions.json); `embodied` feeds SCI.
 
-    `ci` is co2gate's own block (github.context.ci_context), taken as it is.
+    `ci` is co2gate's own block (github.context.ci_context), taken as it is; `notes` come
+    first, before the sources' own.
     """
     from uuid import uuid4  # after the command: uuid imports platform
 
@@ -74,11 +76,11 @@ def build(
     parts = {component: _Part() for component in Component}
     gpus: list[Gpu] = []
     host: dict[str, HostValue] = {}
-    notes: list[str] = []
+    said: list[str] = list(notes)
 
     for outcome in outcomes:
         if outcome.error is not None:
-            notes.append(f"{outcome.name} failed: {outcome.error}")
+            said.append(f"{outcome.name} failed: {outcome.error}")
             for component in outcome.meter.components if outcome.meter else ():
                 parts[component].method = Method.FAILED
         reading = outcome.reading
@@ -105,9 +107,9 @@ def build(
                 )
             )
         host.update({key: _host_value(value) for key, value in reading.host.items()})
-        notes.extend(reading.notes)
+        said.extend(reading.notes)
         if coverage < 0.99:
-            notes.append(
+            said.append(
                 f"{outcome.name} was ready {fmt.duration(ready)} after the command started: it "
                 f"measured {fmt.pct(coverage, 0)} of the run and the rest is extrapolated at its "
                 "mean power"
@@ -115,7 +117,7 @@ def build(
 
     stop = child.guard_stop
     if stop is not None:
-        notes.append(stop.note())
+        said.append(stop.note())
     total = sum(p.energy_kwh for p in parts.values())
     emissions = units.emissions_kg(total, pue, intensity.g_per_kwh)
     requests = labels.requests
@@ -161,7 +163,7 @@ def build(
         per_request_g=emissions * 1000.0 / requests if requests else None,
         per_request_wh=total * 1000.0 / requests if requests else None,
         host=MappingProxyType(host),
-        notes=tuple(notes),
+        notes=tuple(said),
         ci=_ci(ci),
     )
     return dataclasses.replace(measurement, sci=sci(measurement, embodied or Embodied()))

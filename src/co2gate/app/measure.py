@@ -3,7 +3,6 @@ measure it, price it, write emissions.json and emissions.csv."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -127,8 +126,8 @@ def measure_command(
             labels=labels,
             ci=ci_context(env),
             embodied=embodied,
+            notes=notes,
         )
-        m = dataclasses.replace(m, notes=(*notes, *m.notes))
         files: tuple[Path, ...] = ()
         lost = None
         try:
