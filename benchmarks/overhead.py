@@ -6,7 +6,9 @@ alternating, --runs times each. Printed (medians):
 - co2gate's own CPU time: the wrapped process tree's CPU time less the command's own
   (as the kernel reported it to co2gate through wait4);
 - how much of that grows with the command's length (30 s vs 5 s);
-- start delay: from spawning to the command's first statement, bare vs wrapped;
+- start delay: from spawning to the command's first statement, bare vs wrapped, and the
+  floor beside them: an interpreter that only imports click and the standard modules a
+  wrapper needs, then spawns the command (what any click-based wrapper pays on this machine);
 - exit latency: from the command's last statement to co2gate's exit;
 - peak RSS: the largest resident set in the run's process tree (co2gate or the command).
 The command stamps its first and last statements with time.monotonic(), which on Linux is
@@ -55,11 +57,21 @@ class Sample:
     peak_rss_mb: float
 
 
-def one_run(seconds: float, wrapped: bool, work: Path) -> Sample:
+# The least any click-based wrapper can take before it spawns: an interpreter that imports
+# click and the standard modules co2gate needs to spawn and supervise, then runs the command.
+FLOOR = (
+    "import click, dataclasses, json, logging, pathlib, subprocess, sys; "
+    "subprocess.run(sys.argv[1:])"
+)
+
+
+def one_run(seconds: float, wrapped: bool, work: Path, floor: bool = False) -> Sample:
     stamps, out = work / "stamps", work / "out"
     command = [sys.executable, "-c", COMMAND, str(seconds), str(stamps)]
     if wrapped:
         command = [sys.executable, "-m", "co2gate", "measure", "--out", str(out), "--", *command]
+    elif floor:
+        command = [sys.executable, "-c", FLOOR, *command]
     t0 = time.monotonic()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -96,6 +108,7 @@ def main() -> None:
     print(f"co2gate overhead: {args.runs} runs each, alternating bare and wrapped")
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}\n")
     results: dict[float, dict[bool, list[Sample]]] = {}
+    floors: list[float] = []  # start delays under FLOOR, one beside each pair
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         one_run(0.5, True, work)  # warm the file cache for both kinds
@@ -104,6 +117,7 @@ def main() -> None:
             for _ in range(args.runs):
                 for wrapped in (False, True):
                     results[seconds][wrapped].append(one_run(seconds, wrapped, work))
+                floors.append(one_run(0.1, False, work, floor=True).start_delay_s)
 
     header = (
         f"{'command':>8} {'bare wall':>10} {'wrapped':>10} {'added wall':>11} "
@@ -112,6 +126,8 @@ def main() -> None:
     )
     print(header)
     own_cpu: dict[float, float] = {}
+    bare_delays = [b.start_delay_s for kinds in results.values() for b in kinds[False]]
+    wrapped_delays = [w.start_delay_s for kinds in results.values() for w in kinds[True]]
     for seconds, kinds in results.items():
         bare, wrapped = kinds[False], kinds[True]
         added = median([w.wall_s for w in wrapped]) - median([b.wall_s for b in bare])
@@ -126,6 +142,12 @@ def main() -> None:
             f"{delay_w - delay_b:>6.3f}s {median([w.exit_latency_s for w in wrapped]):>12.3f}s "
             f"{rss_w:>7.0f}MB {rss_b:>6.0f}MB"
         )
+    print(
+        f"\nstart delay floor (an interpreter importing click and the modules co2gate needs "
+        f"to spawn, {len(floors)} runs): {median(floors):.3f} s, "
+        f"{median(floors) - median(bare_delays):.3f} s over bare; "
+        f"co2gate adds {median(wrapped_delays) - median(floors):.3f} s above that floor"
+    )
     growth = (own_cpu[args.long] - own_cpu[args.short]) / (args.long - args.short)
     print(
         f"\nco2gate CPU that grows with the command: {growth * 100:.2f}% of its length "
