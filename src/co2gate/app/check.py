@@ -56,9 +56,11 @@ def check(request: CheckRequest, env: Mapping[str, str]) -> Outcome:
     else:  # this checkout is the default branch: the fork cannot have changed it
         budget, notes = budgets.load(request.budget_file), []
     read = [emissions.read_measurement(path, labels, ci) for path in request.files]
-    if measured is not None:
-        for path, m in zip(request.files, read, strict=True):
-            companion.check_artifact(m, path)
+    checked = [
+        companion.check_artifact(m, path, measured)
+        for path, m in zip(request.files, read, strict=True)
+        if measured is not None
+    ]
     for m in read:
         budgets.allocation_kg(budget, m.run.workload)
     check_templates(request.template_dir)
@@ -66,7 +68,7 @@ def check(request: CheckRequest, env: Mapping[str, str]) -> Outcome:
     ledger = open_ledger(budget.ledger, env)
     gating = [(m, notes) for m in read]
     if measured is not None:
-        adopted = companion.adopt(measured, read, env)
+        adopted = companion.priced(companion.adopt(measured, read, env), budget, checked)
         gating = [(a.measurement, [*notes, *a.notes]) for a in adopted]
     outcome = Outcome()
     results = [

@@ -3,23 +3,32 @@
 A fork's pull request runs with a read-only token, so its job can neither comment nor record.
 A second workflow, `on: workflow_run`, runs in this repository with a write token, downloads
 that job's emissions.json and runs `co2gate check --workflow-run`. The artifact is the fork's
-data: its figures are taken as the measured job's own (they are all there is), after checks
-that they are numbers a gate can use; where the run is recorded and commented (repository,
-run, commit, pull request) comes from the event and the API, never from the artifact.
+data. Its energy is the one figure taken from it, and only after checks that the artifact
+agrees with itself (its kg follows from its energy, PUE and intensity; its intensity is what
+the source it names gives) and that the energy is physically possible for its duration and
+hardware. The kg recorded is that energy priced with this repository's own location and PUE
+(the budget file of the checkout, the base), never the artifact's. Where the run is recorded
+and commented (repository, run, commit, pull request) comes from the event and the API.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from co2gate.budget import CATEGORY
+from co2gate import fmt, gpus, intensity, units
+from co2gate.budget import CATEGORY, Budget
 from co2gate.errors import InputError
 from co2gate.github.context import WorkflowRun, is_pr_number
-from co2gate.model import CiInfo, Measurement
+from co2gate.intensity import Location, LocationError
+from co2gate.model import CiInfo, Measurement, Place
+from co2gate.sci import sci
 
 if TYPE_CHECKING:
     from co2gate.github.comments import PullHeads
@@ -35,15 +44,277 @@ class Adopted:
     notes: tuple[str, ...]
 
 
-def check_artifact(m: Measurement, path: Path) -> None:
-    """Refuse an artifact whose workload cannot name a budget category.
+# What an artifact's figures are held to. co2gate writes every float at full precision
+# (repr), so its own figures agree to float rounding; 1e-9 leaves room for a different order
+# of operations and for "configured: X" sources, which print X to 10 significant digits.
+REL_TOL: Final = 1e-9
+ABS_TOL_KG: Final = 1e-12  # a milligram's millionth: a zero-energy run's kg is 0
+# The physical bound on an artifact's energy (see check_energy).
+ENERGY_MARGIN: Final = 2.0
+UNKNOWN_GPU_W: Final = 1500.0  # above every GPU's board power in co2gate.gpus (B200: 1,000 W)
+CPU_RAM_W: Final = 4000.0  # a 4-socket server's CPUs (4 x 500 W) and 2 TB of RAM, doubled
+CLOCK_SKEW_S: Final = 600.0  # a self-hosted runner's clock against GitHub's
+_CONFIGURED = re.compile(r"configured: ([0-9.eE+-]{1,40}) gCO2e/kWh")
+_CODECARBON = re.compile(r"codecarbon ([0-9][0-9A-Za-z.+-]{0,40}): ")
+
+
+def check_artifact(m: Measurement, path: Path, run: WorkflowRun | None = None) -> tuple[str, ...]:
+    """Refuse an artifact whose figures a gate must not record; notes for its report.
 
     Its numbers, names and dates were checked when it was read (Measurement.from_json),
-    since the run that wrote it may be hostile. Raises InputError: one line naming the file.
+    since the run that wrote it may be hostile. Here: its workload names a budget category,
+    its figures agree with each other and with the intensity source they name, its dates lie
+    within the measured workflow run (`run`, from the event), and its energy is physically
+    possible (check_energy). Raises InputError: one line naming the file, the field and what.
     """
     if not CATEGORY.fullmatch(m.run.workload):
-        shown = repr(m.run.workload)[:40]
-        raise InputError(f"{path}: run.workload: {shown} is not a workload name")
+        raise _refused(path, "run.workload", f"{_quote(m.run.workload)} is not a workload name")
+    check_sums(m, path)
+    notes = check_intensity(m, path)
+    check_times(m, path, run)
+    check_energy(m, path)
+    return notes
+
+
+def _refused(path: Path, field: str, what: str) -> InputError:
+    line = f"{_quote_path(path)}: {field}: {what}"
+    return InputError(line.replace("\r", "\\r").replace("\n", "\\n"))
+
+
+def _quote(text: str, most: int = 40) -> str:
+    """Text for a one-line refusal: repr (so no newline, no control character), cut short."""
+    shown = repr(text[: most + 1])
+    return shown if len(shown) <= most else shown[: most - 3] + "..."
+
+
+def _quote_path(path: Path) -> str:
+    text = str(path)
+    return text if text.isprintable() and len(text) <= 200 else _quote(text, 200)
+
+
+def _num(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def _close(a: float, b: float, abs_tol: float = 0.0) -> bool:
+    return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=abs_tol)
+
+
+def check_sums(m: Measurement, path: Path) -> None:
+    """energy_kwh.total is cpu + gpu + ram; emissions_kg is total x pue x intensity / 1000."""
+    energy = m.energy_kwh
+    parts = energy.cpu + energy.gpu + energy.ram
+    if not _close(energy.total, parts, abs_tol=1e-15):
+        raise _refused(
+            path,
+            "energy_kwh.total",
+            f"{_num(energy.total)} kWh is not cpu + gpu + ram ({_num(parts)} kWh)",
+        )
+    kg = units.emissions_kg(energy.total, m.pue, m.intensity_g_per_kwh)
+    if not _close(m.emissions_kg, kg, abs_tol=ABS_TOL_KG):
+        raise _refused(
+            path,
+            "emissions_kg",
+            f"{_num(m.emissions_kg)} kg does not follow from the artifact's own energy, PUE and "
+            f"intensity ({_num(energy.total)} kWh x {_num(m.pue)} x "
+            f"{_num(m.intensity_g_per_kwh)} g/kWh = {_num(kg)} kg)",
+        )
+
+
+def check_intensity(m: Measurement, path: Path) -> tuple[str, ...]:
+    """The intensity is what the source it names gives.
+
+    "configured: X gCO2e/kWh" must be X. A codecarbon source must be, word for word and
+    figure for figure, what co2gate.intensity resolves for the artifact's own location with
+    codecarbon's data; when it names another codecarbon version than the one here, that data
+    is not at hand and a note says the figure was not checked (it is never recorded: the
+    companion prices the energy with this repository's own location). Other sources (a
+    codecarbon CSV's own figures) are only held to emissions_kg's consistency.
+    """
+    source = m.intensity_source
+    configured = _CONFIGURED.fullmatch(source)
+    if configured:
+        try:
+            named = float(configured.group(1))
+        except ValueError:
+            named = math.nan
+        if not _close(m.intensity_g_per_kwh, named):
+            raise _refused(
+                path,
+                "intensity_g_per_kwh",
+                f"{_num(m.intensity_g_per_kwh)} is not the {_quote(source)} it names",
+            )
+        return ()
+    cc = _CODECARBON.match(source)
+    if not cc:
+        return ()
+    from importlib.metadata import version
+
+    here = version("codecarbon")
+    if cc.group(1) != here:
+        return (
+            f"the artifact's intensity names codecarbon {cc.group(1)}, not {here} as here: "
+            "not checked against that data (it is not used: see how the run was priced)",
+        )
+    place = m.location
+    if place.cloud_provider or place.cloud_region:
+        where = Location(cloud=f"{place.cloud_provider or ''}:{place.cloud_region or ''}")
+    else:
+        where = Location(country=place.country_iso_code or None, region=place.region or None)
+    try:
+        expected = intensity.resolve(where)
+    except LocationError as e:
+        raise _refused(path, "location", f"not a place in codecarbon's data ({e})") from None
+    if expected.source != source:
+        raise _refused(
+            path,
+            "intensity_source",
+            f"{_quote(source)} is not what codecarbon's data gives for the artifact's location "
+            f"({_quote(expected.source, 80)})",
+        )
+    if not _close(m.intensity_g_per_kwh, expected.g_per_kwh):
+        raise _refused(
+            path,
+            "intensity_g_per_kwh",
+            f"{_num(m.intensity_g_per_kwh)} is not the {_num(expected.g_per_kwh)} g/kWh that "
+            f"codecarbon's data gives for {_quote(source, 80)}",
+        )
+    return ()
+
+
+def check_times(m: Measurement, path: Path, run: WorkflowRun | None) -> None:
+    """duration_s fits between started_at and ended_at, and both lie within the measured
+    workflow run as the event dates it (created, last updated), give or take CLOCK_SKEW_S.
+
+    The run's creation is its first attempt's: a re-run of failed jobs keeps the artifacts
+    of the jobs that passed the first time.
+    """
+    started, ended = m.run.started_at, m.run.ended_at
+    span = (ended - started).total_seconds()
+    if span < 0:
+        raise _refused(path, "run.ended_at", f"{_num(-span)} s before run.started_at")
+    # duration_s is a monotonic clock's, the dates a wall clock's cut to the millisecond
+    if m.run.duration_s > span * 1.01 + 1.0:
+        raise _refused(
+            path,
+            "run.duration_s",
+            f"{_num(m.run.duration_s)} s is longer than run.started_at to run.ended_at "
+            f"({_num(span)} s)",
+        )
+    if run is None:
+        return
+    skew = timedelta(seconds=CLOCK_SKEW_S)
+    if run.created_at is not None and started < run.created_at - skew:
+        raise _refused(
+            path,
+            "run.started_at",
+            f"{started.isoformat()} is before workflow run {run.run_id} was created "
+            f"({run.created_at.isoformat()})",
+        )
+    if run.updated_at is not None and ended > run.updated_at + skew:
+        raise _refused(
+            path,
+            "run.ended_at",
+            f"{ended.isoformat()} is after workflow run {run.run_id} ended "
+            f"({run.updated_at.isoformat()})",
+        )
+
+
+def gpu_power_w(name: str) -> float:
+    """A listed GPU's board power from co2gate.gpus, else UNKNOWN_GPU_W."""
+    try:
+        return gpus.lookup(name).board_power_w
+    except gpus.UnknownGpu:
+        return UNKNOWN_GPU_W
+
+
+def check_energy(m: Measurement, path: Path) -> None:
+    """Refuse energy no hardware the artifact lists could draw in its duration.
+
+    The bound, per component, over duration_s in hours, with a margin of ENERGY_MARGIN (2x):
+    - each listed GPU: its board power (co2gate.gpus' table; UNKNOWN_GPU_W, 1,500 W, for a
+      name the table does not know) x hours x 2;
+    - energy_kwh.gpu: the sum of those over the listed GPUs (none listed: 0 kWh);
+    - energy_kwh.cpu + ram: CPU_RAM_W (4,000 W, a 4-socket server with 2 TB of RAM, already
+      doubled) x hours x 2.
+    So the total is at most 2 x hours x (sum of the GPUs' board power + 4,000 W) / 1000 kWh.
+    A measured run draws less than its hardware's maximum; the margin covers what a
+    measurement adds (NVML's counter steps, extrapolation of a late-started meter).
+    """
+    hours = m.run.duration_s / units.SECONDS_PER_HOUR
+    during = fmt.duration(m.run.duration_s)
+    board = 0.0
+    for i, gpu in enumerate(m.gpus):
+        watts = gpu_power_w(gpu.name)
+        board += watts
+        most = units.watt_hours_to_kwh(watts, hours) * ENERGY_MARGIN
+        if gpu.energy_kwh > most:
+            raise _refused(
+                path,
+                f"gpus[{i}].energy_kwh",
+                f"{_num(gpu.energy_kwh)} kWh in {during} is more than {_quote(gpu.name)} can "
+                f"draw ({_num(watts)} W, x{ENERGY_MARGIN:g}: {_num(most)} kWh)",
+            )
+    energy = m.energy_kwh
+    most = units.watt_hours_to_kwh(board, hours) * ENERGY_MARGIN
+    if energy.gpu > most:
+        listed = f"the {len(m.gpus)} GPU(s) listed" if m.gpus else "no GPU listed in gpus"
+        raise _refused(
+            path,
+            "energy_kwh.gpu",
+            f"{_num(energy.gpu)} kWh in {during} is more than {listed} can draw ({_num(most)} kWh)",
+        )
+    most = units.watt_hours_to_kwh(CPU_RAM_W, hours) * ENERGY_MARGIN
+    if energy.cpu + energy.ram > most:
+        raise _refused(
+            path,
+            "energy_kwh.cpu",
+            f"{_num(energy.cpu)} kWh and ram {_num(energy.ram)} kWh in {during} are more "
+            f"than a server's CPUs and RAM can draw ({_num(CPU_RAM_W)} W, "
+            f"x{ENERGY_MARGIN:g}: {_num(most)} kWh)",
+        )
+
+
+def priced(
+    adopted: Sequence[Adopted], budget: Budget, notes: Sequence[Sequence[str]] = ()
+) -> list[Adopted]:
+    """Each adopted artifact with its energy priced at this repository's own location and
+    PUE (the base's budget file, else co2gate's default resolution), never the artifact's.
+
+    `notes` (per artifact, from check_artifact) join each one's notes.
+    """
+    price = intensity.resolve(budget.location)
+    pue = budget.location.pue
+    out = []
+    for i, a in enumerate(adopted):
+        m = a.measurement
+        kg = units.emissions_kg(m.energy_kwh.total, pue, price.g_per_kwh)
+        repriced = dataclasses.replace(
+            m,
+            pue=pue,
+            intensity_g_per_kwh=price.g_per_kwh,
+            intensity_source=price.source,
+            location=Place(
+                country_iso_code=price.country_iso_code,
+                country_name=price.country_name,
+                region=price.region,
+                cloud_provider=price.cloud_provider,
+                cloud_region=price.cloud_region,
+            ),
+            emissions_kg=kg,
+            per_request_g=kg * 1000.0 / m.requests if m.requests else None,
+        )
+        repriced = dataclasses.replace(repriced, sci=sci(repriced, budget.embodied))
+        said = (
+            f"priced here, not by the artifact: its energy {fmt.energy(m.energy_kwh.total)} "
+            f"x PUE {pue:g} x {price.g_per_kwh:.4g} g/kWh ({price.source}) from "
+            f"{budget.source} = {fmt.mass(kg)}; the artifact's own figure "
+            f"({fmt.mass(m.emissions_kg)} at PUE {m.pue:g} and "
+            f"{m.intensity_g_per_kwh:.4g} g/kWh) was checked for consistency only"
+        )
+        extra = tuple(notes[i]) if i < len(notes) else ()
+        out.append(Adopted(repriced, (*a.notes, said, *extra)))
+    return out
 
 
 def adopt(

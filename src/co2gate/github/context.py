@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from co2gate.errors import InputError
@@ -80,6 +81,10 @@ class WorkflowRun:
     head_repository: str  # where head_sha lives: the fork for a fork's pull request
     workflow: str
     pull_numbers: tuple[int, ...] = ()  # the payload's pull_requests: empty for forks
+    # When GitHub created the run (its first attempt) and last updated it (a completed run:
+    # about when it ended); None where the payload lacks them. Bounds on the measured window.
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
 
     @property
     def is_pull_request(self) -> bool:
@@ -148,12 +153,26 @@ def workflow_run(env: Mapping[str, str]) -> WorkflowRun:
         else "an unknown repository",
         workflow=str(run.get("name") or ""),
         pull_numbers=tuple(n for n in numbers if isinstance(n, int) and is_pr_number(n)),
+        created_at=_moment(run.get("created_at")),
+        updated_at=_moment(run.get("updated_at")),
     )
 
 
 def is_pr_number(value: object) -> bool:
     """A pull request number as GitHub gives them: a whole number from 1 to 2^31 - 1."""
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31
+
+
+def _moment(value: object) -> datetime | None:
+    """A payload's `2025-03-04T10:00:00Z` as an aware datetime; None if it is not one."""
+    if not isinstance(value, str) or not 0 < len(value) <= 40:
+        return None
+    text = value[:-1] + "+00:00" if value.endswith("Z") else value  # for Python 3.10
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def _dict(value: object) -> Mapping[str, Any]:
