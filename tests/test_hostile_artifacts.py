@@ -378,3 +378,27 @@ def test_a_ledger_of_maximal_entries_sums_to_finite_figures(
     (training,) = standing["categories"]
     assert training["runs"] == n + 1 and math.isfinite(training["remaining_kg"])
     assert math.isfinite(training["share"])
+
+
+def test_the_events_dates_bound_the_measured_window(tmp_path: Path) -> None:
+    """workflow_run reads the run's creation and last update; a payload without them (or
+    with a date that is not one) leaves the bound to the artifact's own dates."""
+    from co2gate.github.context import workflow_run
+
+    path = tmp_path / "event.json"
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": "workflow_run",
+        "GITHUB_EVENT_PATH": str(path),
+        "GITHUB_REPOSITORY": "octo/lab",
+    }
+    path.write_text(json.dumps(dated_event()))
+    run = workflow_run(env)
+    assert run.created_at == datetime(2025, 3, 4, 9, 58, tzinfo=timezone.utc)
+    assert run.updated_at == datetime(2025, 3, 4, 10, 3, tzinfo=timezone.utc)
+    event = dated_event()
+    event["workflow_run"]["created_at"] = "yesterday\n::error::x"
+    event["workflow_run"]["updated_at"] = 10**400
+    path.write_text(json.dumps(event))
+    run = workflow_run(env)
+    assert (run.created_at, run.updated_at) == (None, None)

@@ -356,7 +356,7 @@ def test_a_verified_pr_gives_its_refs_for_the_regression_comparison() -> None:
     assert ci["job"] == "train" and ci["head_ref"] == "main"
     assert trusted.notes == (
         f"measured in workflow run 4242 of a pull request from {FORK}: "
-        "the figures are the PR job's own",
+        "the energy is the PR job's own",
     )
 
 

@@ -365,9 +365,10 @@ def run(
     "--workflow-run",
     is_flag=True,
     help="In a workflow run on: workflow_run, FILES are the measured run's downloaded "
-    "artifact (a fork's pull request). Its figures are gated under the run, commit and "
-    "verified pull request that the event and the API give, never the artifact's own; the "
-    "budget file is this checkout's.",
+    "artifact (a fork's pull request). Its energy, once checked against its own figures and "
+    "its hardware, is priced with this checkout's budget file (location, PUE) and gated "
+    "under the run, commit and verified pull request that the event and the API give, "
+    "never the artifact's own.",
 )
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 def check(

@@ -54,6 +54,7 @@ ENERGY_MARGIN: Final = 2.0
 UNKNOWN_GPU_W: Final = 1500.0  # above every GPU's board power in co2gate.gpus (B200: 1,000 W)
 CPU_RAM_W: Final = 4000.0  # a 4-socket server's CPUs (4 x 500 W) and 2 TB of RAM, doubled
 CLOCK_SKEW_S: Final = 600.0  # a self-hosted runner's clock against GitHub's
+MIN_WINDOW_S: Final = 1.0  # the bound holds a shorter run to a second's worth of energy
 _CONFIGURED = re.compile(r"configured: ([0-9.eE+-]{1,40}) gCO2e/kWh")
 _CODECARBON = re.compile(r"codecarbon ([0-9][0-9A-Za-z.+-]{0,40}): ")
 
@@ -237,11 +238,12 @@ def check_energy(m: Measurement, path: Path) -> None:
     - energy_kwh.gpu: the sum of those over the listed GPUs (none listed: 0 kWh);
     - energy_kwh.cpu + ram: CPU_RAM_W (4,000 W, a 4-socket server with 2 TB of RAM, already
       doubled) x hours x 2.
-    So the total is at most 2 x hours x (sum of the GPUs' board power + 4,000 W) / 1000 kWh.
+    So the total is at most 2 x hours x (sum of the GPUs' board power + 4,000 W) / 1000 kWh,
+    a run shorter than MIN_WINDOW_S (1 s) counted as lasting that long.
     A measured run draws less than its hardware's maximum; the margin covers what a
     measurement adds (NVML's counter steps, extrapolation of a late-started meter).
     """
-    hours = m.run.duration_s / units.SECONDS_PER_HOUR
+    hours = max(m.run.duration_s, MIN_WINDOW_S) / units.SECONDS_PER_HOUR
     during = fmt.duration(m.run.duration_s)
     board = 0.0
     for i, gpu in enumerate(m.gpus):
@@ -392,7 +394,7 @@ def trusted_ci(
     notes.insert(
         0,
         f"measured in workflow run {run.run_id} of {source} from {run.head_repository}: "
-        f"the figures are the {'PR' if run.is_pull_request else 'measured'} job's own",
+        f"the energy is the {'PR' if run.is_pull_request else 'measured'} job's own",
     )
     ci = {
         "provider": "github",
