@@ -121,7 +121,7 @@ def test_a_source_naming_another_place_than_the_artifacts_is_refused(
         g_per_kwh=texas.g_per_kwh,
         intensity_source=texas.source,  # the figure and source of texas, the place virginia
     )
-    assert_refused(companion(co2gate, step), step, "intensity_source: ")
+    assert_refused(companion(co2gate, step), step, "intensity_g_per_kwh: ")
 
 
 def test_an_unknown_place_named_with_codecarbons_data_is_refused(
