@@ -167,10 +167,26 @@ def test_the_prs_own_budget_edit_does_not_judge_it(
     verdict = json.loads((in_repo / "co2gate-report" / "verdict.json").read_text())
     assert verdict["verdict"] == "fail"
     assert verdict["allocation_kg"] == pytest.approx(0.7 * STRICT)
-    assert any("changes" in n and "base commit's budget applies" in n for n in verdict["notes"])
+    who = "this merge group" if event == "merge_group" else "this PR"
+    assert f"{who} changes {BUDGET_FILE}; the base commit's budget applies" in verdict["notes"]
     assert fake_github.count("GET", "contents/.github/carbon-budget.yml") >= 1
     doc = json.loads((in_repo / "co2gate-report" / "emissions.json").read_text())
     assert doc["ci"]["base_sha"] == base_sha and doc["ci"]["event"] == event
+
+
+@pytest.mark.parametrize("event", ["pull_request_review_comment", "merge_group"])
+def test_a_base_without_a_budget_file_leaves_the_checkouts(
+    event: str, co2gate: CliRun, in_repo: Path, fake_github: FakeGitHub
+) -> None:
+    """The first budget file comes in a pull request: it judges that pull request, and the
+    report says so."""
+    base_sha = fake_github.repos["octo/lab"].refs["refs/heads/main"]  # no budget file there
+    env = env_for(event, event_at(in_repo, event, base_sha), fake_github)
+    result = co2gate("run", "--", PY, "-c", "pass", env=env)
+    assert result.returncode == 0, result.stderr
+    verdict = json.loads((in_repo / "co2gate-report" / "verdict.json").read_text())
+    assert verdict["allocation_kg"] == pytest.approx(0.7 * LAX)
+    assert any(n.startswith(f"the base commit has no {BUDGET_FILE}") for n in verdict["notes"])
 
 
 @pytest.mark.parametrize("event", PR_LIKE)

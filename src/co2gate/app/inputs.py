@@ -100,16 +100,16 @@ def load_budget(
     from co2gate.github.contents import NotReadable, read_at_commit
 
     base_sha = (ci or {}).get("base_sha")
-    if not base_sha or (ci or {}).get("event") not in BASE_COMMIT_EVENTS:
+    event = (ci or {}).get("event")
+    if not base_sha or event not in BASE_COMMIT_EVENTS:
         return budgets.load(path), []
     try:
         base_text = read_at_commit(path, base_sha, env)
     except NotReadable as e:
         raise budgets.BudgetError(str(e)) from e
+    who = "this merge group" if event == "merge_group" else "this PR"
     if base_text is None:
-        return budgets.load(path), [f"the base commit has no {path}: this PR's own file applies"]
+        return budgets.load(path), [f"the base commit has no {path}: {who}'s own file applies"]
     own = path.read_text(encoding="utf-8") if path.is_file() else None
-    notes = (
-        [] if own == base_text else [f"this PR changes {path}; the base commit's budget applies"]
-    )
+    notes = [] if own == base_text else [f"{who} changes {path}; the base commit's budget applies"]
     return budgets.parse(base_text, f"{path} (at base {base_sha[:7]})"), notes
