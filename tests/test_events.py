@@ -407,3 +407,27 @@ def test_the_command_cannot_rewrite_the_event_it_is_judged_by(
     assert result.returncode == 1, result.stderr
     doc = json.loads((in_repo / "co2gate-report" / "emissions.json").read_text())
     assert doc["ci"]["pr"] == 2 and doc["ci"]["base_sha"] == base_sha
+
+
+@pytest.mark.parametrize("event", ["pull_request_review", "merge_group"])
+def test_the_regression_rule_compares_with_the_base_branch_named_by_the_payload(
+    event: str, co2gate: CliRun, in_repo: Path, fake_github: FakeGitHub
+) -> None:
+    """The base branch comes from the payload (merge_group: refs/heads/main; a review:
+    pull_request.base.ref), where GITHUB_BASE_REF is empty on these events."""
+    budget = BUDGET.format(annual=LAX) + "regression: {max_increase: 0.2}\n"
+    (in_repo / BUDGET_FILE).write_text(budget)
+    fake_github.put_file("octo/lab", "main", BUDGET_FILE, budget)
+    base_sha = fake_github.repos["octo/lab"].refs["refs/heads/main"]
+    doc = payload(event)
+    if event == "merge_group":
+        branch = doc["merge_group"]["base_ref"].removeprefix("refs/heads/")
+    else:
+        branch = doc["pull_request"]["base"]["ref"]
+    on_base = env_for("push", event_at(in_repo, "push")) | {"GITHUB_REF": f"refs/heads/{branch}"}
+    assert co2gate("run", "--", PY, "-c", "pass", env=on_base).returncode == 0  # recorded
+    env = env_for(event, event_at(in_repo, event, base_sha), fake_github) | {"GITHUB_RUN_ID": "78"}
+    result = co2gate("run", "--", PY, "-c", "import time; time.sleep(2)", env=env)
+    assert result.returncode == 1, result.stderr
+    verdict = json.loads((in_repo / "co2gate-report" / "verdict.json").read_text())
+    assert any("regression.max_increase" in r for r in verdict["reasons"]), verdict
