@@ -12,7 +12,7 @@ from co2gate import budget as budgets
 from co2gate.app import Outcome
 from co2gate.budget import CategoryUsage, Gated
 from co2gate.emissions import write_atomic
-from co2gate.github.context import PULL_REQUEST_EVENTS
+from co2gate.github.context import BASE_COMMIT_EVENTS
 from co2gate.ledger.interface import Ledger, LedgerError, LedgerReadOnly, entry_key, make_entry
 from co2gate.model import CiInfo, Measurement
 
@@ -69,7 +69,7 @@ def gate(
         next(u.used_before_kg for u in usage if u.category == category),
         run_kg,
         base_run_kg=base_kg,
-        is_pull_request=ci.event in PULL_REQUEST_EVENTS,
+        is_pull_request=ci.event in BASE_COMMIT_EVENTS,
         per_request_kg=run_kg / m.requests if m.requests else None,
         max_kg=m.run.limit_kg,
         stopped_by_guard=(guard.stopped_at_kg, guard.limit_kg) if guard else None,

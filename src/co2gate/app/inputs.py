@@ -12,7 +12,7 @@ from typing import Any
 
 from co2gate import budget as budgets
 from co2gate.errors import InputError
-from co2gate.github.context import PULL_REQUEST_EVENTS
+from co2gate.github.context import BASE_COMMIT_EVENTS
 from co2gate.intensity import Location, LocationError, validate
 
 WORKLOAD = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
@@ -93,22 +93,23 @@ def load_budget(
 ) -> tuple[budgets.Budget, list[str]]:
     """The budget that judges this run, and notes for the report.
 
-    On a pull request it is the file at the PR's base commit, so a PR cannot raise its own
+    On a pull request (and on the other events of BASE_COMMIT_EVENTS: a review, a review
+    comment, a merge group) it is the file at the base commit, so a PR cannot raise its own
     budget; a PR that adds the first budget file is judged by it, and the report says so.
     """
     from co2gate.github.contents import NotReadable, read_at_commit
 
     base_sha = (ci or {}).get("base_sha")
-    if not base_sha or (ci or {}).get("event") not in PULL_REQUEST_EVENTS:
+    event = (ci or {}).get("event")
+    if not base_sha or event not in BASE_COMMIT_EVENTS:
         return budgets.load(path), []
     try:
         base_text = read_at_commit(path, base_sha, env)
     except NotReadable as e:
         raise budgets.BudgetError(str(e)) from e
+    who = "this merge group" if event == "merge_group" else "this PR"
     if base_text is None:
-        return budgets.load(path), [f"the base commit has no {path}: this PR's own file applies"]
+        return budgets.load(path), [f"the base commit has no {path}: {who}'s own file applies"]
     own = path.read_text(encoding="utf-8") if path.is_file() else None
-    notes = (
-        [] if own == base_text else [f"this PR changes {path}; the base commit's budget applies"]
-    )
+    notes = [] if own == base_text else [f"{who} changes {path}; the base commit's budget applies"]
     return budgets.parse(base_text, f"{path} (at base {base_sha[:7]})"), notes

@@ -7,7 +7,7 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from co2gate import budget as budgets
 from co2gate import intensity
@@ -94,6 +94,7 @@ def measure_command(
     labels: RunLabels,
     out_dir: Path,
     env: Mapping[str, str],
+    ci: Mapping[str, Any] | None = None,
     sources: Sequence[MeterFactory] | None = None,
     watch: Watch | None = None,
     say: Say | None = None,
@@ -124,7 +125,7 @@ def measure_command(
             _price(location),
             pue=location.pue,
             labels=labels,
-            ci=ci_context(env),
+            ci=ci,
             embodied=embodied,
             notes=notes,
         )
@@ -145,9 +146,10 @@ _price = functools.cache(intensity.resolve)
 def measure(request: MeasureRequest, env: Mapping[str, str], say: Say) -> Outcome:
     """`co2gate measure`: run and measure the command; with a budget file, its location."""
     labels = request.labels(env)
+    ci = ci_context(env)  # read once, before the command, which could rewrite the event file
     budget, notes = None, list[str]()
     if request.budget_file.is_file():
-        budget, notes = load_budget(request.budget_file, ci_context(env), env)
+        budget, notes = load_budget(request.budget_file, ci, env)
         notes.append(f"location and PUE from {budget.source}")
     source = budget.source if budget else None
     location = request.location.over(budget.location if budget else intensity.Location(), source)
@@ -159,6 +161,7 @@ def measure(request: MeasureRequest, env: Mapping[str, str], say: Say) -> Outcom
         labels=labels,
         out_dir=out_dir,
         env=env,
+        ci=ci,
         say=say,
         embodied=budget.embodied if budget else None,
         notes=notes,

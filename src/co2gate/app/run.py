@@ -45,7 +45,8 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
     """
     m = request.measure
     labels = m.labels(env)
-    budget, notes = load_budget(m.budget_file, ci_context(env), env)
+    ci = ci_context(env)  # read once, before the command, which could rewrite the event file
+    budget, notes = load_budget(m.budget_file, ci, env)
     budgets.allocation_kg(budget, labels.workload)
     location = m.location.over(budget.location, budget.source)
     check_templates(m.template_dir)
@@ -67,6 +68,7 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
         labels=labels,
         out_dir=out_dir,
         env=env,
+        ci=ci,
         watch=watch,
         say=say,
         embodied=budget.embodied,

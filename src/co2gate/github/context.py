@@ -17,33 +17,47 @@ from typing import Any
 from co2gate.errors import InputError
 
 PULL_REQUEST_EVENTS = ("pull_request", "pull_request_target")
+# Events whose checkout holds what a pull request edited and whose payload names the commit
+# it merges into: on these the budget file is read at that base commit.
+BASE_COMMIT_EVENTS = (
+    *PULL_REQUEST_EVENTS,
+    "pull_request_review",
+    "pull_request_review_comment",
+    "merge_group",
+)
 _SHA = re.compile(r"[0-9a-f]{40}")
 _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_BRANCH = re.compile(r"[^\x00-\x20\x7f~^:?*\[\\]+")  # what git allows in a branch name
+_SHOWN = 60  # characters of a bad value quoted in a message
+
+
+class EventError(InputError, ValueError):
+    """The event payload (GITHUB_EVENT_PATH) lacks what co2gate needs: one line naming the
+    file and the key."""
 
 
 def ci_context(env: Mapping[str, str]) -> dict[str, Any] | None:
     """The `ci` block of emissions.json, or None outside GitHub Actions.
 
-    On pull_request events GITHUB_SHA is the merge commit: the head commit, which is what
-    the author pushed, comes from the event payload.
+    On events in BASE_COMMIT_EVENTS the payload must name the base commit (raises
+    EventError), since the budget is read there. On pull requests GITHUB_SHA is the merge
+    commit: the head commit, which is what the author pushed, comes from the payload. Other
+    events take nothing from the payload, so a malformed one is ignored there.
     """
     if env.get("GITHUB_ACTIONS") != "true":
         return None
-    event = _event_payload(env.get("GITHUB_EVENT_PATH"))
-    pull = event.get("pull_request") if isinstance(event.get("pull_request"), dict) else None
-    head_sha = pull.get("head", {}).get("sha") if pull else None
-    base_sha = pull.get("base", {}).get("sha") if pull else None
-    number = pull.get("number") if pull else None
+    name = env.get("GITHUB_EVENT_NAME", "")
+    base = _base(name, env.get("GITHUB_EVENT_PATH") or "") if name in BASE_COMMIT_EVENTS else None
     return {
         "provider": "github",
         "repository": env.get("GITHUB_REPOSITORY", ""),
-        "sha": head_sha or env.get("GITHUB_SHA", ""),
+        "sha": (base and base.head_sha) or env.get("GITHUB_SHA", ""),
         "ref": env.get("GITHUB_REF", ""),
         "head_ref": env.get("GITHUB_HEAD_REF") or None,
-        "base_ref": env.get("GITHUB_BASE_REF") or None,
-        "base_sha": base_sha if isinstance(base_sha, str) else None,
-        "event": env.get("GITHUB_EVENT_NAME", ""),
-        "pr": number if isinstance(number, int) else None,
+        "base_ref": (base and base.ref) or env.get("GITHUB_BASE_REF") or None,
+        "base_sha": base.sha if base else None,
+        "event": name,
+        "pr": base.number if base else None,
         "workflow": env.get("GITHUB_WORKFLOW", ""),
         "job": env.get("GITHUB_JOB", ""),
         "run_id": env.get("GITHUB_RUN_ID", ""),
@@ -52,15 +66,94 @@ def ci_context(env: Mapping[str, str]) -> dict[str, Any] | None:
     }
 
 
-def _event_payload(path: str | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Base:
+    """What a pull-request-like event says about the commit it merges into."""
+
+    sha: str  # the base commit: the budget is read there
+    ref: str | None  # its branch name (main), for the regression check; None: the env's
+    head_sha: str | None  # the commit measured; None: GITHUB_SHA
+    number: int | None  # the pull request; merge_group has none of its own
+
+
+def _base(name: str, path: str) -> Base:
+    """The base of a BASE_COMMIT_EVENTS event. Raises EventError when the payload cannot
+    name the base commit; a bad head sha or PR number is ignored (GITHUB_SHA, no PR)."""
+    payload = read_event(name, path, EventError)
+
+    def bad(key: str, value: object, why: str) -> EventError:
+        return EventError(
+            f"{path}: the {name} event's {key} {why} (got {_shown(value)}): "
+            "co2gate reads the budget file at the base commit"
+        )
+
+    def sha(key: str, value: object) -> str:
+        if not isinstance(value, str) or not _SHA.fullmatch(value):
+            raise bad(key, value, "is not a 40-hex commit sha")
+        return value
+
+    def branch(key: str, value: object, prefix: str = "") -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, str) and value.startswith(prefix):
+            short = value.removeprefix(prefix)
+            if _BRANCH.fullmatch(short):
+                return short
+        raise bad(key, value, f"is not a branch name{f' under {prefix}' if prefix else ''}")
+
+    if name == "merge_group":
+        group = payload.get("merge_group")
+        if not isinstance(group, dict):
+            raise bad("merge_group", group, "is not an object")
+        head = group.get("head_sha")
+        return Base(
+            sha("merge_group.base_sha", group.get("base_sha")),
+            branch("merge_group.base_ref", group.get("base_ref"), "refs/heads/"),
+            head if isinstance(head, str) and _SHA.fullmatch(head) else None,
+            None,
+        )
+    pull = payload.get("pull_request")
+    if not isinstance(pull, dict):
+        raise bad("pull_request", pull, "is not an object")
+    base = pull.get("base")
+    if not isinstance(base, dict):
+        raise bad("pull_request.base", base, "is not an object")
+    head = _dict(pull.get("head")).get("sha")
+    number = pull.get("number")
+    return Base(
+        sha("pull_request.base.sha", base.get("sha")),
+        branch("pull_request.base.ref", base.get("ref")),
+        head if isinstance(head, str) and _SHA.fullmatch(head) else None,
+        number if is_pr_number(number) else None,
+    )
+
+
+def read_event(name: str, path: str, error: type[InputError]) -> dict[str, Any]:
+    """The event payload at `path` (GITHUB_EVENT_PATH), a JSON object; else `error`, one line
+    naming the file."""
     if not path:
-        return {}
+        raise error(f"GITHUB_EVENT_PATH is not set: co2gate reads the {name} event's payload")
     try:
         with open(path, encoding="utf-8") as f:
             payload = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return payload if isinstance(payload, dict) else {}
+    except OSError as e:
+        raise error(f"{path}: cannot read the {name} event: {e.strerror or e}") from None
+    except (ValueError, RecursionError) as e:  # not UTF-8, not JSON, nested past the stack
+        what = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise error(f"{path}: the {name} event is not JSON ({what})") from None
+    if not isinstance(payload, dict):
+        raise error(f"{path}: the {name} event is not a JSON object (a {_json_type(payload)})")
+    return payload
+
+
+def _shown(value: object) -> str:
+    text = "nothing" if value is None else repr(value)
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
+
+
+def _json_type(value: object) -> str:
+    names = {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}
+    return names.get(type(value), "null" if value is None else type(value).__name__)
 
 
 class WorkflowRunError(InputError, ValueError):
@@ -105,7 +198,11 @@ def workflow_run(env: Mapping[str, str]) -> WorkflowRun:
             f"triggered by on: workflow_run; this is {where}"
         )
     path = env.get("GITHUB_EVENT_PATH") or ""
-    payload = _event_payload(path)
+    if not path:
+        raise WorkflowRunError(
+            "the workflow_run event payload (GITHUB_EVENT_PATH unset) has no workflow_run object"
+        )
+    payload = read_event(name, path, WorkflowRunError)
     run = payload.get("workflow_run")
     if not isinstance(run, dict):
         raise WorkflowRunError(
