@@ -23,8 +23,15 @@ from urllib.parse import quote, quote_plus
 from co2gate.errors import InputError
 
 TOKEN_FILE = "CO2GATE_TOKEN_FILE"
-# Variables that hold a GitHub token for co2gate, gh or git credential helpers.
-TOKEN_VARIABLES = ("GITHUB_TOKEN", "GH_TOKEN", "GH_ENTERPRISE_TOKEN", "GITHUB_ENTERPRISE_TOKEN")
+# Variables that hold a GitHub token for co2gate, gh or git credential helpers; and the
+# action's input, which nektos/act (unlike GitHub) sets for every step of a composite action.
+TOKEN_VARIABLES = (
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "GH_ENTERPRISE_TOKEN",
+    "GITHUB_ENTERPRISE_TOKEN",
+    "INPUT_GITHUB-TOKEN",
+)
 # What the measured command's environment never carries.
 CHILD_DROPPED = (*TOKEN_VARIABLES, TOKEN_FILE)
 MASK = "***"
