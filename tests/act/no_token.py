@@ -25,7 +25,7 @@ def leaks(pairs: list[tuple[str, str]]) -> list[str]:
     found = []
     for name, value in pairs:
         digest = hashlib.sha256(value.strip().encode()).hexdigest()
-        if name in NAMES or name == "CO2GATE_TOKEN_FILE" and Path(value).exists():
+        if name in NAMES or (name == "CO2GATE_TOKEN_FILE" and Path(value).exists()):
             found.append(name)
         elif digest == WANTED:
             found.append(f"{name} (the token's value)")
