@@ -9,6 +9,7 @@ under the runner's temp directory, exactly as on GitHub.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -65,6 +66,8 @@ class Act:
             "GITHUB_RUN_ID": str(100 + self.runs),
             "CO2GATE_TEST_ARTIFACTS": str(self.artifacts),
             "ACT_BUDGET": budget,
+            "CO2GATE_TEST_TOKEN_SHA256": hashlib.sha256(token.strip().encode()).hexdigest(),
+            "CO2GATE_TEST_STOP_PID": str(os.getpid()),
         }
         for name, value in env_vars.items():
             args += ["--env", f"{name}={value}"]
@@ -88,6 +91,8 @@ def test_a_pull_request_gates_comments_once_and_records(act: Act) -> None:
     log = first.stdout + first.stderr
     assert first.returncode == 0, log[-4000:]
     assert "| trained under act" in log  # the command's own output
+    # ...which found the token neither in its environment nor in any ancestor's
+    assert re.search(r"no token in reach \([1-9][0-9]* ancestors read\)", log), log[-4000:]
     assert "installed with" in log  # the action installed co2gate itself
     (comment,) = fake.comments("octo/lab", 5)
     assert "co2gate PASS: `act-train`" in comment["body"]

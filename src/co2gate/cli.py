@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from co2gate import __version__
+from co2gate import __version__, lines, tokens
 from co2gate import budget as budgets
 from co2gate.errors import Co2gateError
 from co2gate.estimate import DEFAULT_LAST
@@ -33,10 +33,24 @@ class UsageProblem(click.ClickException):
 
     exit_code = 2
 
+    def format_message(self) -> str:
+        return lines.inert(self.message)
+
+
+class _InertUsage(click.UsageError):
+    """click's usage error, its message (which may quote a value) as one inert line."""
+
+    def __init__(self, error: click.UsageError) -> None:
+        super().__init__(error.format_message(), error.ctx)
+
+    def format_message(self) -> str:
+        return lines.inert(self.message)
+
 
 def _say(line: str) -> None:
-    """One of co2gate's lines on stderr; a workflow command (`::warning::...`) as it is."""
-    click.echo(line if line.startswith("::") else f"co2gate: {line}", err=True)
+    """One of co2gate's lines on stderr: one line, masked, never a workflow command unless
+    co2gate built it as one (lines.WorkflowCommand)."""
+    click.echo(lines.line(line), err=True)
 
 
 def _finish(outcome: Outcome) -> None:
@@ -44,7 +58,8 @@ def _finish(outcome: Outcome) -> None:
     for line in outcome.lines:
         _say(line)
     if outcome.stdout is not None:
-        click.echo(outcome.stdout, nl=not outcome.stdout.endswith("\n"))
+        stdout = tokens.mask(outcome.stdout)
+        click.echo(stdout, nl=not stdout.endswith("\n"))
     sys.exit(outcome.exit_code)
 
 
@@ -62,7 +77,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except Co2gateError as e:
-            raise UsageProblem(" ".join(str(e).split("\n"))) from e
+            raise UsageProblem(str(e)) from e
+        except click.UsageError as e:  # an option's value, quoted back: one inert line
+            raise _InertUsage(e) from e
 
 
 def _options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
@@ -576,15 +593,16 @@ def init(budget_file: Path, annual_kg: float, country: str | None, force: bool) 
 
 
 def main() -> None:
+    tokens.watch(os.environ)  # a token in the environment is masked in every line
     try:
         cli(prog_name="co2gate")
     except Exception as e:  # a bug: one line, the traceback only on request
         if os.environ.get("CO2GATE_DEBUG"):
             import traceback
 
-            traceback.print_exc()
-        what = " ".join(f"{type(e).__name__}: {e}".split())
-        click.echo(f"co2gate: internal error: {what} (CO2GATE_DEBUG=1 shows where)", err=True)
+            click.echo(tokens.mask(traceback.format_exc()), err=True, nl=False)
+        what = f"internal error: {type(e).__name__}: {e} (CO2GATE_DEBUG=1 shows where)"
+        click.echo(lines.line(what), err=True)
         sys.exit(2)
     finally:
         # Tearing down the objects codecarbon's dependencies (pandas, numpy) created takes

@@ -32,6 +32,7 @@ from co2gate.model import (
 )
 from co2gate.runner import ChildResult, MeterOutcome
 from co2gate.sci import Embodied, sci
+from co2gate.tokens import mask
 
 MAX_FILE_BYTES: Final = 32 * 1024 * 1024  # a measurement file larger than this is refused
 _NO_COORDINATES: Any = None  # as codecarbon's offline tracker writes them: empty cells
@@ -276,10 +277,11 @@ def write(out_dir: Path, m: Measurement) -> tuple[Path, Path]:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write text so a reader sees the old file or the new one, never half of it."""
+    """Write text so a reader sees the old file or the new one, never half of it; no token
+    in it (tokens.mask)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(mask(text), encoding="utf-8")
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)  # a full disk leaves no half-written stray behind

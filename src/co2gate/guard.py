@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from co2gate import fmt, units
+from co2gate.lines import line
 
 if TYPE_CHECKING:
     from co2gate.intensity import Intensity
@@ -45,8 +46,8 @@ def default_heartbeat_s(env: Mapping[str, str]) -> float:
     return CI_HEARTBEAT_S if env.get("GITHUB_ACTIONS") == "true" else 0.0
 
 
-def _say_on_stderr(line: str) -> None:
-    print(f"co2gate: {line}", file=sys.stderr, flush=True)
+def _say_on_stderr(text: str) -> None:
+    print(line(text), file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)

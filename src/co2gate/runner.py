@@ -25,6 +25,7 @@ from types import FrameType
 from co2gate.errors import InputError
 from co2gate.guard import Guard, GuardStop
 from co2gate.measure.interface import Meter, MeterError, Reading
+from co2gate.tokens import child_environment
 
 # GitHub cancels a job with SIGINT, then SIGTERM 7.5 s later; a terminal sends SIGHUP/SIGQUIT.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -191,8 +192,10 @@ def _spawn(argv: tuple[str, ...]) -> subprocess.Popen[bytes]:
     group: dict[str, object] = (
         {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
     )
+    # No GitHub token reaches the command through its environment (tokens.CHILD_DROPPED).
+    env = child_environment(os.environ)
     try:
-        return subprocess.Popen(argv, **group)  # type: ignore[call-overload,no-any-return]
+        return subprocess.Popen(argv, env=env, **group)  # type: ignore[call-overload,no-any-return]
     except FileNotFoundError as e:
         raise CommandError(f"cannot start {argv[0]!r}: command not found") from e
     except PermissionError as e:

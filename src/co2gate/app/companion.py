@@ -29,6 +29,7 @@ from co2gate.github.context import WorkflowRun, is_pr_number
 from co2gate.intensity import Location, LocationError
 from co2gate.model import CiInfo, Measurement, Place
 from co2gate.sci import sci
+from co2gate.tokens import github_token
 
 if TYPE_CHECKING:
     from co2gate.github.comments import PullHeads
@@ -415,7 +416,7 @@ def pull_lookup(repository: str, env: Mapping[str, str]) -> PullLookup:
     from co2gate.github.api import GitHubError
     from co2gate.github.comments import pull_request_heads
 
-    token = env.get("GITHUB_TOKEN", "")
+    token = github_token(env)
     api_url = env.get("GITHUB_API_URL", "https://api.github.com")
     seen: dict[int, PullHeads | GitHubError] = {}
 

@@ -26,6 +26,7 @@ from co2gate.labels import RunLabels
 from co2gate.measure.interface import Meter
 from co2gate.runner import MeterFactory, Supervisor
 from co2gate.sci import Embodied
+from co2gate.tokens import github_token
 
 if TYPE_CHECKING:
     from co2gate.model import Measurement
@@ -110,6 +111,9 @@ def measure_command(
     in its own thread, so nothing heavy is imported before the command starts. `beside`:
     work for the report, done while the command runs.
     """
+    # The Action's token file is read (and deleted) before the command can look for it;
+    # one that cannot be read stops here, with nothing started.
+    github_token(env)
     guard = None
     if watch is not None and watch.wanted:
         guard = Guard(watch, pue=location.pue, price=lambda: _price(location), say=say)

@@ -16,6 +16,7 @@ from co2gate.emissions import write_atomic
 from co2gate.github import workflow
 from co2gate.github.api import GitHubError
 from co2gate.model import CiInfo, Measurement
+from co2gate.tokens import github_token
 
 T = TypeVar("T")
 
@@ -126,7 +127,7 @@ def _comment(
     from co2gate.github.comments import pull_for_commit, upsert_comment  # PyGithub: only here
 
     ci = m.ci or CiInfo()
-    token, repository = env.get("GITHUB_TOKEN", ""), ci.repository or ""
+    token, repository = github_token(env), ci.repository or ""
     api_url = env.get("GITHUB_API_URL", "https://api.github.com")
     if not token or not repository:
         done.lines.append("no PR comment: no GITHUB_TOKEN (set the github-token input)")

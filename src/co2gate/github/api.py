@@ -14,6 +14,7 @@ import functools
 import re
 from typing import TYPE_CHECKING, Any
 
+from co2gate import tokens
 from co2gate.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -82,9 +83,11 @@ def message(e: GithubException) -> str:
 
 
 def redact(line: str, token: str) -> str:
-    """line as one line, with the token (when there is one) shown as ***."""
-    line = " ".join(line.split())
-    return line.replace(token, "***") if token else line
+    """line as one line, with the token (and every other registered secret) in any of its
+    forms shown as *** (tokens.mask: a token pasted with a newline is quoted back by
+    requests as 'ghs_...\\n')."""
+    tokens.register(token)
+    return " ".join(tokens.mask(line).split())
 
 
 def is_repository(repository: str) -> bool:

@@ -16,6 +16,7 @@ import requests
 from github import Github, GithubException, RateLimitExceededException
 from github.IssueComment import IssueComment
 
+from co2gate import tokens
 from co2gate.github import api
 from co2gate.github.api import GitHubError
 
@@ -78,6 +79,7 @@ def upsert_comment(
     if number < 1:
         raise GitHubError(say(f"cannot comment on {where}: not a pull request number"))
     mark = marker(label)
+    body = tokens.mask(body)
     text = _fit(body if mark in body else f"{mark}\n{body}", MAX_BODY, mark)
     client = api.client(api_url, token)
     if author is None:

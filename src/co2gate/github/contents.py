@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from co2gate.github.api import GitHubError
+from co2gate.tokens import github_token
 
 
 class NotReadable(GitHubError):
@@ -23,7 +24,7 @@ def read_at_commit(path: Path, sha: str, env: Mapping[str, str]) -> str | None:
         return _git_show(path, sha)
     except _NotInClone:
         pass
-    token, repository = env.get("GITHUB_TOKEN", ""), env.get("GITHUB_REPOSITORY", "")
+    token, repository = github_token(env), env.get("GITHUB_REPOSITORY", "")
     if not token or not repository:
         raise NotReadable(
             f"{path}: cannot read it at the base commit {sha[:12]}: the clone does not have "

@@ -8,6 +8,9 @@ import secrets
 from collections.abc import Mapping
 from typing import Literal
 
+from co2gate.lines import WorkflowCommand
+from co2gate.tokens import mask
+
 # The runner refuses a step summary over 1 MiB (and shows none of it).
 SUMMARY_LIMIT = 1024 * 1024
 Level = Literal["error", "warning", "notice"]
@@ -23,7 +26,8 @@ def write_outputs(outputs: Mapping[str, str], env: Mapping[str, str]) -> bool:
     if not path:
         return False
     blocks = []
-    for name, value in outputs.items():
+    for name, raw in outputs.items():
+        value = mask(raw)
         delimiter = _delimiter(value)
         blocks.append(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
     with open(path, "a", encoding="utf-8") as f:
@@ -51,7 +55,8 @@ def append_summary(markdown: str, env: Mapping[str, str]) -> bool:
         used = os.path.getsize(path)
     except OSError:
         used = 0
-    text = markdown if markdown.endswith("\n") else markdown + "\n"
+    text = mask(markdown)
+    text = text if text.endswith("\n") else text + "\n"
     data = _cut(text, SUMMARY_LIMIT - used)
     if data:
         with open(path, "ab") as f:
@@ -75,10 +80,11 @@ def _cut(text: str, room: int) -> bytes:
     return head + note
 
 
-def annotation(level: Level, message: str, *, title: str | None = None) -> str:
-    """A workflow command line (`::error title=...::message`) with both parts escaped."""
-    props = f" title={escape_property(title)}" if title else ""
-    return f"::{level}{props}::{escape_data(message)}"
+def annotation(level: Level, message: str, *, title: str | None = None) -> WorkflowCommand:
+    """A workflow command line (`::error title=...::message`) with both parts masked and
+    escaped; the one kind of line co2gate prints that starts with `::`."""
+    props = f" title={escape_property(mask(title))}" if title else ""
+    return WorkflowCommand(f"::{level}{props}::{escape_data(mask(message))}")
 
 
 def escape_data(text: str) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from co2gate.ledger.interface import Ledger
+from co2gate.tokens import github_token
 
 if TYPE_CHECKING:
     from co2gate.budget import LedgerConfig
@@ -24,7 +25,7 @@ def open_ledger(config: LedgerConfig, env: Mapping[str, str]) -> tuple[Ledger, s
         from co2gate.ledger.none import NoneLedger
 
         return NoneLedger(), "ledger: none"
-    token, repository = env.get("GITHUB_TOKEN", ""), env.get("GITHUB_REPOSITORY", "")
+    token, repository = github_token(env), env.get("GITHUB_REPOSITORY", "")
     if backend == "branch" and env.get("GITHUB_ACTIONS") == "true" and token and repository:
         from co2gate.ledger.branch import BranchLedger
 

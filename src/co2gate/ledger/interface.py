@@ -17,6 +17,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from co2gate.errors import ServiceError
+from co2gate.tokens import mask
 
 if TYPE_CHECKING:
     from co2gate.model import Measurement
@@ -178,7 +179,7 @@ def to_line(entry: Mapping[str, Any]) -> str:
     line = {"key": entry_key(entry)} | {k: v for k, v in entry.items() if k != "key"}
     line = valid_entry(line)
     try:
-        return json.dumps(line, separators=(",", ":"), allow_nan=False) + "\n"
+        return mask(json.dumps(line, separators=(",", ":"), allow_nan=False)) + "\n"
     except (TypeError, ValueError) as e:
         raise LedgerError(f"ledger entry {line['key']} is not plain JSON: {e}") from e
 
