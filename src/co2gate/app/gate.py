@@ -49,9 +49,14 @@ def gate(
     """
     category = m.run.workload
     start, end = budgets.budget_year(budget, run_date(m))
-    entry = make_entry(m, category)
-    key = entry_key(entry)
     said = list(notes)  # the caller's first, then the ledger's
+    entry: dict[str, Any] | None = None
+    key = None
+    try:
+        entry = make_entry(m, category)
+        key = entry_key(entry)
+    except LedgerError as e:  # a run the ledger cannot hold is still decided and reported
+        said.append(f"not recorded in the ledger: {e}")
     try:
         entries = ledger.entries(start, end)
     except LedgerError as e:
@@ -74,9 +79,9 @@ def gate(
         max_kg=m.run.limit_kg,
         stopped_by_guard=(guard.stopped_at_kg, guard.limit_kg) if guard else None,
     )
-    recorded = any(entry_key(e) == key for e in entries)
-    failed = False
-    if record and not recorded:
+    recorded = key is not None and any(entry_key(e) == key for e in entries)
+    failed = record and entry is None
+    if record and not recorded and entry is not None:
         try:
             ledger.append(entry)
             recorded = True

@@ -14,13 +14,18 @@ from co2gate import budget as budgets
 from co2gate.errors import InputError
 from co2gate.github.context import PULL_REQUEST_EVENTS
 from co2gate.intensity import Location, LocationError, validate
+from co2gate.labels import check_label
 
 WORKLOAD = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
 def label_of(label: str | None, env: Mapping[str, str]) -> str:
-    """The label given, else the CI job's name, else 'local'."""
-    return label or env.get("GITHUB_JOB") or "local"
+    """The label given, else the CI job's name, else 'local'; refused (before anything runs)
+    when emissions.json could not hold it."""
+    if label:
+        return check_label(label, "--label")
+    job = env.get("GITHUB_JOB")
+    return check_label(job, "GITHUB_JOB (the default --label)") if job else "local"
 
 
 def check_workload(workload: str) -> str:
