@@ -105,3 +105,152 @@ def test_a_marker_stays_short_and_fit_never_asserts() -> None:
     assert len(fit(huge + "\n" + "a" * 100_000)) <= 65_536
     long_mark = "<!-- co2gate:comment label=" + "x" * 70_000 + " -->"  # from another tool
     assert len(fit(long_mark + "\nbody")) <= 65_536
+
+
+# -- 9. budget files: regular files only, at most 1 MiB --------------------------------------
+
+BUDGET = """version: 1
+annual_budget_kg: 1.0
+allocations: {training: 0.7, inference: 0.3}
+location: {intensity: 400000}
+ledger: {backend: file, path: ledger}
+"""
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in os.environ if n.startswith("GITHUB_")]:
+        monkeypatch.delenv(name)
+    (tmp_path / ".github").mkdir()
+    (tmp_path / ".github" / "carbon-budget.yml").write_text(BUDGET)
+    return tmp_path
+
+
+def local_env() -> dict[str, str]:
+    return {"PATH": os.environ["PATH"], "PYTHONPATH": SRC, "HOME": os.environ.get("HOME", "/")}
+
+
+def one_error_line(result: subprocess.CompletedProcess[str], *names: str) -> str:
+    assert result.returncode == 2, result.stderr
+    no_traceback(result.stderr)
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("Error: ") and all(name in line for name in names), line
+    return line
+
+
+def make_hostile(root: Path, kind: str) -> Path:
+    path = root / f"{kind}.yml"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "huge":
+        path.write_text(BUDGET + "#" * (1024 * 1024) + "\n")
+    elif kind == "non-utf8":
+        path.write_bytes(b"version: 1\nannual_budget_kg: 1\n# caf\xe9\n")
+    elif kind == "name-too-long":
+        path = root / ("b" * 300 + ".yml")
+    return path
+
+
+HOSTILE = {
+    "directory": "is a directory",
+    "dev-zero": "is a device, not a regular file",
+    "fifo": "is a FIFO, not a regular file",
+    "huge": "bytes; a budget file has at most 1,048,576",
+    "non-utf8": "not UTF-8 text (byte 36)",
+    "name-too-long": "File name too long",
+}
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+@pytest.mark.parametrize("command", ["budget", "estimate", "check"])
+def test_a_budget_file_that_is_no_regular_file_is_one_line_naming_it(
+    co2gate: CliRun, repo: Path, kind: str, command: str
+) -> None:
+    path = make_hostile(repo, kind)
+    args = {"budget": [], "estimate": ["--gpu", "h100", "--hours", "1"], "check": ["x.json"]}
+    (repo / "x.json").write_text("{}")
+    result = co2gate(
+        command, "--budget-file", str(path), *args[command], process=True, env=local_env()
+    )
+    one_error_line(result, path.name[:40], HOSTILE[kind])
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+@pytest.mark.parametrize("command", ["run", "measure"])
+def test_run_and_measure_refuse_such_a_budget_file_before_the_command_starts(
+    co2gate: CliRun, repo: Path, kind: str, command: str
+) -> None:
+    path = make_hostile(repo, kind)
+    result = co2gate(
+        command, "--budget-file", str(path), "--", PY, "-c", "print('ran')", env=local_env()
+    )
+    one_error_line(result, path.name[:40], HOSTILE[kind])
+    assert result.stdout == "" and not (repo / REPORT).exists()
+
+
+def test_init_into_a_directory_is_one_line(co2gate: CliRun, repo: Path) -> None:
+    (repo / "dir.yml").mkdir()
+    one_error_line(co2gate("init", "--budget-file", "dir.yml"), "dir.yml", "directory")
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ("a" * 256, "has a name longer than 255 bytes"),
+        ("x/" * 2100, "is longer than 4095 bytes"),
+    ],
+)
+def test_a_ledger_path_the_file_system_cannot_hold_is_refused_before_the_command(
+    co2gate: CliRun, repo: Path, path: str, problem: str
+) -> None:
+    (repo / ".github" / "carbon-budget.yml").write_text(
+        BUDGET.replace("path: ledger", f"path: {path}")
+    )
+    for args in (["run", "--", PY, "-c", "print('ran')"], ["budget"]):
+        result = co2gate(*args, env=local_env())
+        line = one_error_line(result, "carbon-budget.yml", "ledger.path", problem)
+        assert len(line) < 300 and result.stdout == ""
+
+
+def base_pr(step: Step, text: str) -> None:
+    """The budget file at the pull request's base commit (read through the API: the test's
+    directory is no clone), and a small valid one in the checkout."""
+    step.fake.put_file("octo/lab", "main", ".github/carbon-budget.yml", text)
+    (step.root / ".github").mkdir(exist_ok=True)
+    (step.root / ".github" / "carbon-budget.yml").write_text(BUDGET.replace("file", "branch"))
+
+
+def test_a_base_budget_over_the_contents_apis_1_mb_is_read_through_the_blob_api(
+    co2gate: CliRun, step: Step
+) -> None:
+    text = BUDGET.replace("file", "branch") + "# padding\n" * 104_000  # 1,040,000+ bytes
+    assert 1_000_000 < len(text) <= 1024 * 1024
+    base_pr(step, text)
+    result = co2gate("run", "--", PY, "-c", "print('ran')", env=actions_env(step))
+    assert result.returncode == 0, result.stderr[-2000:]
+    no_traceback(result.stderr)
+    assert result.stdout == "ran\n"
+    assert step.fake.count("GET", r"/git/blobs/") == 1
+
+
+def test_a_base_budget_over_1_mib_is_refused_unread(co2gate: CliRun, step: Step) -> None:
+    base_pr(step, BUDGET.replace("file", "branch") + "#" * 2_000_000 + "\n")
+    result = co2gate("run", "--", PY, "-c", "print('ran')", env=actions_env(step))
+    line = one_error_line(result, ".github/carbon-budget.yml", "bytes at the base commit")
+    assert "at most 1,048,576" in line and result.stdout == ""
+    assert step.fake.count("GET", r"/git/blobs/") == 0
+
+
+def test_the_fake_answers_like_github_for_a_file_over_1_mb(fake_github: FakeGitHub) -> None:
+    from github import Auth, Github
+
+    fake_github.put_file("octo/lab", "main", "big.txt", "x" * 1_000_001)
+    gh = Github(base_url=fake_github.api_url, auth=Auth.Token(fake_github.token), retry=None)
+    content = gh.get_repo("octo/lab").get_contents("big.txt", ref="main")
+    assert not isinstance(content, list)
+    assert (content.encoding, content.content, content.size) == ("none", "", 1_000_001)

@@ -148,7 +148,7 @@ location_options = _options(
 def budget_file_option(help: str) -> Callable[[F], F]:
     return click.option(
         "--budget-file",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=click.Path(path_type=Path),  # anything but a regular file: one line from load()
         default=Path(budgets.DEFAULT_FILE),
         show_default=True,
         help=help,
@@ -540,7 +540,7 @@ def estimate_command(
 @cli.command()
 @click.option(
     "--budget-file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),  # a directory: one line from write_budget()
     default=Path(budgets.DEFAULT_FILE),
     show_default=True,
     help="Where to write the starter budget file; its folders are created.",

@@ -107,13 +107,17 @@ def load_budget(
     if not base_sha or (ci or {}).get("event") not in PULL_REQUEST_EVENTS:
         return budgets.load(path), []
     try:
-        base_text = read_at_commit(path, base_sha, env)
+        base_text = read_at_commit(path, base_sha, env, budgets.MAX_FILE_BYTES)
     except NotReadable as e:
         raise budgets.BudgetError(str(e)) from e
     if base_text is None:
         return budgets.load(path), [f"the base commit has no {path}: this PR's own file applies"]
-    own = path.read_text(encoding="utf-8") if path.is_file() else None
+    try:
+        own: str | None = budgets.read_text(path)
+    except budgets.BudgetError:
+        own = None  # not a budget here: the base commit's is the one that applies anyway
     notes = (
         [] if own == base_text else [f"this PR changes {path}; the base commit's budget applies"]
     )
-    return budgets.parse(base_text, f"{path} (at base {base_sha[:7]})"), notes
+    source = f"{path} (at base {base_sha[:7]})"
+    return budgets.parse(base_text, source), notes
