@@ -254,3 +254,54 @@ def test_the_fake_answers_like_github_for_a_file_over_1_mb(fake_github: FakeGitH
     content = gh.get_repo("octo/lab").get_contents("big.txt", ref="main")
     assert not isinstance(content, list)
     assert (content.encoding, content.content, content.size) == ("none", "", 1_000_001)
+
+
+# -- 8. failures after the command ------------------------------------------------------------
+
+
+def started(step: Step, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [PY, "-m", "co2gate", "run", *args],
+        env=actions_env(step),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(condition: object, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("cancel", [signal.SIGTERM, signal.SIGINT])
+def test_a_job_cancelled_while_the_ledger_is_slow_still_writes_its_verdict_and_report(
+    step: Step, cancel: signal.Signals
+) -> None:
+    step.budget()
+    step.fake.inject("POST", r"graphql", status=None, delay_s=20, times=5)  # a slow ledger
+    proc = started(step, "--", PY, "-c", "print('trained')")
+    wait_for(lambda: step.fake.count("POST", r"graphql") >= 1)  # the command is over
+    time.sleep(0.3)
+    cancelled_at = time.monotonic()
+    proc.send_signal(cancel)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert time.monotonic() - cancelled_at < 5  # before the runner's SIGKILL (7.5 s)
+    assert stdout == "trained\n"
+    no_traceback(stderr)
+    assert proc.returncode == 2  # the command passed and the gate decided; the entry is lost
+    report = step.root / REPORT
+    verdict = json.loads((report / "verdict.json").read_text())
+    assert verdict["verdict"] == "pass" and verdict["recorded"] is False
+    assert (report / "emissions.json").is_file() and (report / "report.md").is_file()
+    assert step.outputs()["verdict"] == "pass"
+    assert "co2gate PASS" in step.summary.read_text()
+    lines = co2gate_lines(stderr)
+    read = [line for line in lines if "cancelled" in line and "ledger not read" in line]
+    lost = [line for line in lines if "not recorded in the ledger" in line]
+    skipped = [line for line in lines if line.startswith("co2gate: no PR comment")]
+    assert len(read) == 1 and len(lost) == 1 and len(skipped) == 1, lines
+    assert cancel.name in lost[0] and "cancelled" in skipped[0]
+    assert step.comments() == [] and strays(step.root) == []

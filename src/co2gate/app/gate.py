@@ -15,6 +15,29 @@ from co2gate.emissions import write_atomic
 from co2gate.github.context import PULL_REQUEST_EVENTS
 from co2gate.ledger.interface import Ledger, LedgerError, LedgerReadOnly, entry_key, make_entry
 from co2gate.model import CiInfo, Measurement
+from co2gate.runner import AfterCommand, Cancelled
+
+
+class Cancellable(Ledger):
+    """A ledger whose reads and writes a cancelled job (SIGTERM, SIGINT) ends at once, as a
+    LedgerError: the verdict and the report are still written, the entry may be lost."""
+
+    def __init__(self, inner: Ledger, after: AfterCommand) -> None:
+        self.inner, self.after, self.name = inner, after, inner.name
+
+    def append(self, entry: Mapping[str, Any]) -> bool:
+        try:
+            with self.after.waiting():
+                return self.inner.append(entry)
+        except Cancelled as e:
+            raise LedgerError(f"the job was cancelled ({e}) before the entry was written") from None
+
+    def entries(self, start: date, end: date) -> list[dict[str, Any]]:
+        try:
+            with self.after.waiting():
+                return self.inner.entries(start, end)
+        except Cancelled as e:
+            raise LedgerError(f"the job was cancelled ({e}) while it was read") from None
 
 
 def run_date(m: Measurement) -> date:
