@@ -128,7 +128,12 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def local_env() -> dict[str, str]:
-    return {"PATH": os.environ["PATH"], "PYTHONPATH": SRC, "HOME": os.environ.get("HOME", "/")}
+    return {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": SRC,
+        "HOME": os.environ.get("HOME", "/"),
+        "PYTHONDONTWRITEBYTECODE": "1",  # no cache written under a test's file size limit
+    }
 
 
 def one_error_line(result: subprocess.CompletedProcess[str], *names: str) -> str:
@@ -305,3 +310,99 @@ def test_a_job_cancelled_while_the_ledger_is_slow_still_writes_its_verdict_and_r
     assert len(read) == 1 and len(lost) == 1 and len(skipped) == 1, lines
     assert cancel.name in lost[0] and "cancelled" in skipped[0]
     assert step.comments() == [] and strays(step.root) == []
+
+
+def limited(limit: int) -> object:
+    """A child's file size limit (RLIMIT_FSIZE): a write past it fails with EFBIG, as on a
+    full disk (Python ignores SIGXFSZ; its children get the default back)."""
+    import resource
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def ledger_lines_valid(root: Path) -> list[dict[str, object]]:
+    """Every line of every shard, each one a whole JSON document (no torn line)."""
+    return [
+        json.loads(line)
+        for shard in (root / "ledger").rglob("*.jsonl")
+        for line in shard.read_text().splitlines()
+    ]
+
+
+@pytest.mark.parametrize(("code", "expected"), [(3, 3), (0, 2)])
+@pytest.mark.parametrize("limit", [200, 1500])
+def test_a_full_disk_after_the_command_keeps_its_exit_code_and_leaves_no_stray(
+    repo: Path, code: int, expected: int, limit: int
+) -> None:
+    result = subprocess.run(
+        [PY, "-m", "co2gate", "run", "--", PY, "-c", f"print('ran'); raise SystemExit({code})"],
+        env=local_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limited(limit),  # type: ignore[arg-type]
+    )
+    assert result.stdout == "ran\n"
+    no_traceback(result.stderr)
+    assert result.returncode == expected, result.stderr
+    assert strays(repo) == []
+    lines = co2gate_lines(result.stderr)
+    lost = [line for line in lines if "File too large" in line or "disk full" in line]
+    assert any("emissions.json" in line for line in lost), lines
+    for path in (repo / REPORT).iterdir():  # what was written is whole
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+    entries = ledger_lines_valid(repo)
+    recorded = any("ledger: recorded" in line for line in lines)
+    assert len(entries) == (1 if recorded else 0)
+    if not recorded:
+        assert any("not recorded in the ledger" in line for line in lines)
+
+
+@pytest.mark.parametrize(("code", "expected"), [(4, 4), (0, 2)])
+def test_an_out_dir_the_command_took_away_keeps_the_exit_code_and_the_ledger_entry(
+    co2gate: CliRun, repo: Path, code: int, expected: int
+) -> None:
+    gone = (
+        f"import os, shutil; shutil.rmtree('{REPORT}'); open('{REPORT}', 'w').close(); exit({code})"
+    )
+    result = co2gate("run", "--", PY, "-c", gone, env=local_env())
+    no_traceback(result.stderr)
+    assert result.returncode == expected, result.stderr
+    lines = co2gate_lines(result.stderr)
+    for name in ("emissions.json", "verdict.json", "report.md"):
+        (line,) = [x for x in lines if "could not write" in x and name in x]
+        assert "Not a directory" in line
+    assert len(ledger_lines_valid(repo)) == 1  # the measurement is still recorded
+    assert strays(repo) == []
+
+
+def test_a_short_write_to_the_ledger_leaves_no_torn_line(repo: Path) -> None:
+    """A shard already near the limit: the entry cannot be written whole, and is taken back."""
+    first = subprocess.run(
+        [PY, "-m", "co2gate", "run", "--", PY, "-c", ""],
+        env=local_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert first.returncode == 0, first.stderr
+    (shard,) = (repo / "ledger").rglob("*.jsonl")
+    size = shard.stat().st_size
+    second = subprocess.run(
+        [PY, "-m", "co2gate", "run", "--out", "second", "--", PY, "-c", ""],
+        env=local_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limited(size + 100),  # type: ignore[arg-type]
+    )
+    no_traceback(second.stderr)
+    assert second.returncode == 2
+    assert shard.stat().st_size == size and len(ledger_lines_valid(repo)) == 1
+    (line,) = [x for x in co2gate_lines(second.stderr) if "not recorded in the ledger" in x]
+    assert "disk full" in line
