@@ -406,3 +406,44 @@ def test_a_short_write_to_the_ledger_leaves_no_torn_line(repo: Path) -> None:
     assert shard.stat().st_size == size and len(ledger_lines_valid(repo)) == 1
     (line,) = [x for x in co2gate_lines(second.stderr) if "not recorded in the ledger" in x]
     assert "disk full" in line
+
+
+# -- 10. GitHub's errors, one line each -------------------------------------------------------
+
+MULTI_LINE_422 = {
+    "message": "Validation Failed",
+    "errors": [
+        {
+            "resource": "Contents",
+            "field": "content",
+            "code": "invalid",
+            "message": "content\nis not\nvalid",
+        },
+        "and a second\r\nline",
+    ],
+    "documentation_url": "https://docs.github.com/rest",
+}
+
+
+def test_a_multi_line_422_from_the_ledger_is_one_line(co2gate: CliRun, step: Step) -> None:
+    step.budget()
+    step.fake.inject("PUT", r"/contents/", status=422, body=MULTI_LINE_422, times=10)
+    result = co2gate("run", "--no-comment", "--", PY, "-c", "pass", env=actions_env(step))
+    no_traceback(result.stderr)
+    assert result.returncode == 2  # passed, but not recorded
+    assert all(line.startswith(("co2gate:", "::")) for line in result.stderr.splitlines())
+    (line,) = [x for x in result.stderr.splitlines() if "not recorded in the ledger" in x]
+    assert "422" in line and "content is not valid" in line and "and a second line" in line
+    assert step.outputs()["verdict"] == "pass"
+
+
+def test_a_multi_line_graphql_error_reading_the_ledger_is_one_line(
+    co2gate: CliRun, step: Step
+) -> None:
+    step.budget()
+    body = {"errors": [{"message": "Something\n\nwent wrong", "type": "INTERNAL"}]}
+    step.fake.inject("POST", r"graphql", status=400, body=body, times=10)
+    result = co2gate("budget", env=actions_env(step), process=True)
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("Error: ") and "Something went wrong" in line, line
