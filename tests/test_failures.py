@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 from conftest import CliRun
 from fakegithub import FakeGitHub
+from markdown_it import MarkdownIt
+from mdcheck import problems
 from test_publish_cli import Step
 
 import co2gate as co2gate_package
@@ -447,3 +450,93 @@ def test_a_multi_line_graphql_error_reading_the_ledger_is_one_line(
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
     assert line.startswith("Error: ") and "Something went wrong" in line, line
+
+
+# -- 11. links in the report, unreadable artifacts ----------------------------------------------
+
+CI = {
+    "provider": "github",
+    "repository": "octo/lab",
+    "sha": "d" * 40,
+    "ref": "refs/heads/main",
+    "event": "push",
+    "run_id": "77",
+    "run_attempt": "1",
+    "job": "train",
+}
+
+
+@pytest.fixture
+def measured(co2gate: CliRun, repo: Path) -> Path:
+    """A real emissions.json, from `co2gate measure` outside CI."""
+    result = co2gate("measure", "--out", "m", "--", PY, "-c", "", env=local_env())
+    assert result.returncode == 0, result.stderr
+    return repo / "m" / "emissions.json"
+
+
+def forged(path: Path, **changes: object) -> Path:
+    doc = json.loads(path.read_text())
+    doc.update(changes)
+    out = path.with_name("forged.json")
+    out.write_text(json.dumps(doc))
+    return out
+
+
+@pytest.mark.parametrize(
+    "server_url",
+    ["javascript:alert(1)//", "JavaScript:alert(1)//", "data:text/html,x//", " https://x.example"],
+)
+def test_a_run_link_is_made_only_of_an_http_url(
+    co2gate: CliRun, measured: Path, server_url: str
+) -> None:
+    artifact = forged(measured, ci=CI | {"server_url": server_url})
+    result = co2gate("check", "--no-record", str(artifact), env=local_env())
+    assert result.returncode == 0, result.stderr
+    report_md = (measured.parent.parent / REPORT / "report.md").read_text()
+    assert "workflow run" not in report_md and "](" + server_url.strip()[:4] not in report_md
+    assert problems(report_md) == []
+
+
+def test_an_https_server_url_still_links_the_run(co2gate: CliRun, measured: Path) -> None:
+    artifact = forged(measured, ci=CI | {"server_url": "https://github.example"})
+    result = co2gate("check", "--no-record", str(artifact), env=local_env())
+    assert result.returncode == 0, result.stderr
+    report_md = (measured.parent.parent / REPORT / "report.md").read_text()
+    assert "[workflow run](https://github.example/octo/lab/actions/runs/77)" in report_md
+
+
+AUTOLINKED = re.compile(r"(?i)\b(?:https?|ftp|mailto|xmpp):|\bwww\.|\w@\w")
+
+
+def test_bare_urls_in_an_artifacts_notes_are_text_not_links(
+    co2gate: CliRun, measured: Path
+) -> None:
+    note = "see https://evil.example/login, HTTP://x.example, www.evil.example, a@b.example"
+    artifact = forged(measured, notes=[note])
+    result = co2gate("check", "--no-record", str(artifact), env=local_env())
+    assert result.returncode == 0, result.stderr
+    report_md = (measured.parent.parent / REPORT / "report.md").read_text()
+    (shown,) = [line for line in report_md.splitlines() if "evil" in line]
+    assert AUTOLINKED.search(shown) is None, shown  # what GitHub's autolinker looks for
+    assert shown.replace("\u200b", "").replace("\\", "").endswith(note)  # reads the same
+    assert problems(report_md) == []
+    html = MarkdownIt("commonmark").render(report_md)
+    assert "evil.example/login" in html and 'href="https://evil' not in html
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "non-utf8"])
+def test_an_artifact_that_cannot_be_read_is_one_line_naming_it(
+    co2gate: CliRun, repo: Path, kind: str
+) -> None:
+    path = repo / "emissions.json"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_bytes(b'{"schema": "co2gate/emissions/v1", "x": "caf\xe9"}')
+    result = co2gate("check", "--no-record", str(path), env=local_env(), process=True)
+    line = one_error_line(result, str(path))
+    assert {"directory": "Is a directory", "fifo": "not a regular file", "non-utf8": "UTF-8"}[
+        kind
+    ] in line

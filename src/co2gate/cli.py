@@ -369,7 +369,7 @@ def run(
     "verified pull request that the event and the API give, never the artifact's own; the "
     "budget file is this checkout's.",
 )
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 def check(
     budget_file: Path,
     no_record: bool,
