@@ -540,3 +540,38 @@ def test_an_artifact_that_cannot_be_read_is_one_line_naming_it(
     assert {"directory": "Is a directory", "fifo": "not a regular file", "non-utf8": "UTF-8"}[
         kind
     ] in line
+
+
+def without_root_overrides() -> None:
+    """The child as root is, less the capabilities that let it write past permissions
+    (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, dropped from its bounding set before exec)."""
+    if os.geteuid() != 0:
+        return  # permissions already apply
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_an_out_dir_made_read_only_during_the_command_is_lines_not_a_traceback(
+    repo: Path,
+) -> None:
+    lock = f"import os; os.chmod('{REPORT}', 0o500); print('ran'); exit(5)"
+    result = subprocess.run(
+        [PY, "-m", "co2gate", "run", "--", PY, "-c", lock],
+        env=local_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=without_root_overrides,
+    )
+    assert result.stdout == "ran\n"
+    no_traceback(result.stderr)
+    assert result.returncode == 5, result.stderr  # the command's own code
+    lines = co2gate_lines(result.stderr)
+    for name in ("emissions.json", "verdict.json", "report.md"):
+        (line,) = [x for x in lines if "could not write" in x and name in x]
+        assert "Permission denied" in line
+    assert len(ledger_lines_valid(repo)) == 1 and strays(repo) == []
