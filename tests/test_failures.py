@@ -575,3 +575,28 @@ def test_an_out_dir_made_read_only_during_the_command_is_lines_not_a_traceback(
         (line,) = [x for x in lines if "could not write" in x and name in x]
         assert "Permission denied" in line
     assert len(ledger_lines_valid(repo)) == 1 and strays(repo) == []
+
+
+def test_a_check_cancelled_while_the_ledger_is_slow_still_writes_its_verdict(
+    co2gate: CliRun, step: Step
+) -> None:
+    step.budget()
+    measured = co2gate("measure", "--out", "m", "--", PY, "-c", "", env=actions_env(step))
+    assert measured.returncode == 0, measured.stderr
+    step.fake.inject("POST", r"graphql", status=None, delay_s=20, times=5)
+    proc = subprocess.Popen(
+        [PY, "-m", "co2gate", "check", "m/emissions.json"],
+        env=actions_env(step),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: step.fake.count("POST", r"graphql") >= 1)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=10)
+    no_traceback(stderr)
+    assert proc.returncode == 2
+    assert json.loads((step.root / REPORT / "verdict.json").read_text())["recorded"] is False
+    assert step.outputs()["verdict"] == "pass" and step.comments() == []
+    assert any("not recorded in the ledger" in line for line in co2gate_lines(stderr))

@@ -533,4 +533,5 @@ def is_http_url(text: str) -> bool:
         parts = urlsplit(text)
     except ValueError:
         return False
-    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname) and text == text.strip()
+    web = parts.scheme.lower() in ("http", "https")
+    return web and bool(parts.hostname) and text == text.strip()
