@@ -44,7 +44,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-CONTENTS_LIMIT = 1024 * 1024  # the Contents API returns no content for files over 1 MB
+# The Contents API returns no content for files over "1 MB" (GitHub does not say whether
+# that is 10**6 or 2**20 bytes): the smaller, so files between take the blob API here too.
+CONTENTS_LIMIT = 1_000_000
 # GraphQL's Blob.text is cut for large blobs (isTruncated). GitHub documents no figure;
 # users report the cut at exactly 512,000 bytes (sveltia/sveltia-cms#950).
 GRAPHQL_TEXT_LIMIT = 512_000

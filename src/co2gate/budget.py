@@ -9,7 +9,9 @@ from __future__ import annotations
 import enum
 import functools
 import math
+import os
 import re
+import stat
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -47,6 +49,9 @@ __all__ = [
 ]
 
 DEFAULT_FILE: Final = ".github/carbon-budget.yml"
+# A budget file is a few hundred bytes; one over 1 MiB (in the checkout or at a base commit)
+# is refused unread: it is no budget, and reading it would cost memory or hang.
+MAX_FILE_BYTES: Final = 1024 * 1024
 CATEGORY: Final = re.compile(r"[a-z][a-z0-9_-]{0,63}")  # the CLI's --workload names
 SHARE_TOLERANCE: Final = 1e-9
 
@@ -496,9 +501,31 @@ def _ledger(value: object) -> LedgerConfig:
         if raw.get("backend") is None
         else _choice(raw["backend"], "ledger.backend", LedgerBackend),
         branch=branch,
-        path=default.path if raw.get("path") is None else _text(raw["path"], "ledger.path"),
+        path=default.path if raw.get("path") is None else _ledger_path(raw["path"]),
         count=default.count if raw.get("count") is None else _events(raw["count"]),
     )
+
+
+# Linux's limits: bytes in one name of a path (NAME_MAX) and in a whole path (PATH_MAX).
+MAX_PATH_NAME: Final = 255
+MAX_PATH: Final = 4095
+
+
+def _ledger_path(value: object) -> str:
+    """ledger.path: a directory path the file system can hold, refused here rather than
+    when the run is over and its entry is to be written."""
+    path = _text(value, "ledger.path")
+    try:
+        data = os.fsencode(path)
+    except UnicodeEncodeError:
+        _fail("ledger.path", f"{_show(path)} is not valid Unicode text")
+    if b"\0" in data:
+        _fail("ledger.path", f"{_show(path)} holds a NUL character")
+    if len(data) > MAX_PATH:
+        _fail("ledger.path", f"{_show(path)} is longer than {MAX_PATH} bytes")
+    if any(len(name) > MAX_PATH_NAME for name in data.split(b"/")):
+        _fail("ledger.path", f"{_show(path)} has a name longer than {MAX_PATH_NAME} bytes")
+    return path
 
 
 def _events(value: object) -> tuple[str, ...]:
@@ -590,18 +617,72 @@ def parse(text: str, source: str) -> Budget:
 
 def load(path: Path) -> Budget:
     """Read and validate the budget file at `path`."""
+    return parse(read_text(path), str(path))
+
+
+def read_text(path: Path) -> str:
+    """The text of the budget file at `path`: a regular file (a symlink is followed) of at
+    most MAX_FILE_BYTES of UTF-8. Anything else (a directory, a FIFO, a device such as
+    /dev/zero, a huge file) is refused unread, with a BudgetError naming the file."""
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # O_NONBLOCK: opening a FIFO does not wait for a writer (it is refused below).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise _refused(source, "", "not found (create one with co2gate init)") from None
-    except IsADirectoryError:
-        raise _refused(source, "", "is a directory, not a budget file") from None
-    except UnicodeDecodeError as e:
-        raise _refused(source, "", f"not UTF-8 text (byte {e.start})") from None
     except OSError as e:
         raise _refused(source, "", f"cannot be read: {e.strerror or e}") from None
-    return parse(text, source)
+    try:
+        size = _regular_size(fd, source)
+        data = b""
+        while len(data) <= MAX_FILE_BYTES:  # a file that grows while read is cut here
+            chunk = os.read(fd, MAX_FILE_BYTES + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except OSError as e:
+        raise _refused(source, "", f"cannot be read: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:
+        raise _refused(source, "", _too_big(max(size, len(data))))
+    return decode(data, source)
+
+
+def decode(data: bytes, source: str) -> str:
+    """A budget file's bytes as text, or a BudgetError naming `source`."""
+    if len(data) > MAX_FILE_BYTES:
+        raise _refused(source, "", _too_big(len(data)))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _refused(source, "", f"not UTF-8 text (byte {e.start})") from None
+
+
+def _regular_size(fd: int, source: str) -> int:
+    st = os.fstat(fd)
+    if stat.S_ISDIR(st.st_mode):
+        raise _refused(source, "", "is a directory, not a budget file")
+    if not stat.S_ISREG(st.st_mode):
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(st.st_mode)
+            else "a device"
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(st.st_mode)
+            else "not a file"
+        )
+        raise _refused(source, "", f"is {kind}, not a regular file: a budget file must be one")
+    if st.st_size > MAX_FILE_BYTES:
+        raise _refused(source, "", _too_big(st.st_size))
+    return st.st_size
+
+
+def _too_big(size: int) -> str:
+    return (
+        f"is {fmt.count(size)} bytes; a budget file has at most {fmt.count(MAX_FILE_BYTES)} (1 MiB)"
+    )
 
 
 # ---------------------------------------------------------------------------- the verdict

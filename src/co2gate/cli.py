@@ -165,7 +165,7 @@ location_options = _options(
 def budget_file_option(help: str) -> Callable[[F], F]:
     return click.option(
         "--budget-file",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=click.Path(path_type=Path),  # anything but a regular file: one line from load()
         default=Path(budgets.DEFAULT_FILE),
         show_default=True,
         help=help,
@@ -387,7 +387,7 @@ def run(
     "under the run, commit and verified pull request that the event and the API give, "
     "never the artifact's own.",
 )
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 def check(
     budget_file: Path,
     no_record: bool,
@@ -558,7 +558,7 @@ def estimate_command(
 @cli.command()
 @click.option(
     "--budget-file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),  # a directory: one line from write_budget()
     default=Path(budgets.DEFAULT_FILE),
     show_default=True,
     help="Where to write the starter budget file; its folders are created.",

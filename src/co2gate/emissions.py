@@ -7,6 +7,7 @@ import io
 import json
 import math
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -417,10 +418,14 @@ def read_measurement(
 
 def _read_text(path: Path) -> str:
     try:
-        with path.open("rb") as f:
+        # O_NONBLOCK: a FIFO opens without waiting for a writer, and is refused below.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                kind = "a directory" if path.is_dir() else "not a regular file"
+                raise MeasurementError(f"{path}: {kind}, not a measurement file")
             data = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
-        raise MeasurementError(f"{path}: cannot read it: {e.strerror}") from e
+        raise MeasurementError(f"{path}: cannot read it: {e.strerror or e}") from e
     if len(data) > MAX_FILE_BYTES:
         raise MeasurementError(
             f"{path}: larger than {MAX_FILE_BYTES:,} bytes: not a measurement file"

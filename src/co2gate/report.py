@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jinja2
 from markupsafe import Markup
@@ -376,7 +376,7 @@ def _ci(ci: CiInfo | None) -> dict[str, Any] | None:
     if ci is None:
         return None
     run_url = None
-    if ci.server_url and ci.repository and ci.run_id:
+    if ci.server_url and ci.repository and ci.run_id and is_http_url(ci.server_url):
         run_url = f"{ci.server_url}/{ci.repository}/actions/runs/{ci.run_id}"
     sha = ci.sha or ""
     return {
@@ -475,14 +475,18 @@ def _template_error(name: str, e: jinja2.TemplateError, template_dir: Path | Non
 # ------------------------------------------------------------------------------ escaping
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~#])")
+# What GitHub turns into a link by itself (GFM's extended autolinks: a scheme and its colon,
+# a www. prefix); an e-mail address is already broken by md()'s "@".
+_AUTOLINK = re.compile(r"(?i)(https?|ftp|mailto|xmpp)(?=:)|(www)(?=\.)")
 
 
 def md(text: object) -> str:
     """Text made inert in Markdown and HTML: punctuation that could start markup is
-    backslash-escaped, <, > and & become entities, line breaks spaces, and an @ cannot
-    mention anyone."""
+    backslash-escaped, <, > and & become entities, line breaks spaces, an @ cannot
+    mention anyone and a URL (https:, www.) shows as text that GitHub does not autolink."""
     s = " ".join(str(text).splitlines())
     s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    s = _AUTOLINK.sub(lambda m: m[0] + "\u200b", s)  # a URL shows as text, never a link
     return _MD_SPECIAL.sub(r"\\\1", s).replace("@", "@\u200b")
 
 
@@ -516,5 +520,18 @@ def mermaid(text: object) -> Markup:
 
 
 def url(text: object) -> Markup:
-    """A URL for a Markdown link target: anything that could end or break it percent-encoded."""
+    """A URL for a Markdown link target: anything that could end or break it percent-encoded.
+    Only an http(s) URL with a host is a target; anything else (javascript:, data:) is ""."""
+    if not is_http_url(str(text)):
+        return Markup("")
     return Markup(quote(str(text), safe=":/?#=&%~.-_+@"))
+
+
+def is_http_url(text: str) -> bool:
+    """Whether text is an http or https URL with a host: the only links a report makes."""
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return False
+    web = parts.scheme.lower() in ("http", "https")
+    return web and bool(parts.hostname) and text == text.strip()

@@ -286,3 +286,55 @@ def _ignoring(signum: int) -> Iterator[None]:
         yield
     finally:
         signal.signal(signum, previous)
+
+
+class Cancelled(BaseException):
+    """A cancelling signal came while co2gate waited on the network after the command.
+
+    A BaseException, so that no `except Exception` in a client library swallows it.
+    """
+
+
+class AfterCommand:
+    """The job's cancellation once the command is over: SIGINT, SIGTERM and SIGHUP are noted,
+    never fatal. One that comes while co2gate waits on the network (`waiting()`) ends that
+    wait with Cancelled, and every later wait is skipped at once, so what is left to write
+    (verdict.json, report.md, the summary, the outputs) is written before the runner's
+    SIGKILL. Enter it before the command starts: the Supervisor's handlers come back to it.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.got: str | None = None  # the first cancelling signal, by name
+        self._waiting = False
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> AfterCommand:
+        if threading.current_thread() is threading.main_thread():  # signals reach it only
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._note)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+        self._previous.clear()
+
+    def _note(self, signum: int, _frame: FrameType | None) -> None:
+        self.got = self.got or _signal_name(signum)
+        if self._waiting:
+            self._waiting = False
+            raise Cancelled(self.got)
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """A wait on the network that a cancelling signal ends (Cancelled); none is started
+        once one has come."""
+        if self.got is not None:
+            raise Cancelled(self.got)
+        self._waiting = True
+        try:
+            yield
+        finally:
+            self._waiting = False

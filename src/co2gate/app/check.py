@@ -11,7 +11,7 @@ from pathlib import Path
 from co2gate import budget as budgets
 from co2gate import emissions
 from co2gate.app import Outcome
-from co2gate.app.gate import gate_into, should_record, verdict_document
+from co2gate.app.gate import Cancellable, gate_into, should_record, verdict_document
 from co2gate.app.inputs import (
     check_templates,
     check_workload,
@@ -22,6 +22,7 @@ from co2gate.app.inputs import (
 from co2gate.github import context
 from co2gate.labels import RunLabels
 from co2gate.ledger import open_ledger
+from co2gate.runner import AfterCommand
 
 
 @dataclass(frozen=True)
@@ -65,30 +66,31 @@ def check(request: CheckRequest, env: Mapping[str, str]) -> Outcome:
         budgets.allocation_kg(budget, m.run.workload)
     check_templates(request.template_dir)
     out_dir = prepare_out_dir(request.out)
-    ledger = open_ledger(budget.ledger, env)
     gating = [(m, notes) for m in read]
     if measured is not None:
         adopted = companion.priced(companion.adopt(measured, read, env), budget, checked)
         gating = [(a.measurement, [*notes, *a.notes]) for a in adopted]
     outcome = Outcome()
-    results = [
-        gate_into(
-            outcome,
-            m,
-            budget,
-            ledger,
-            out_dir,
-            record=should_record(budget, m.ci, request.no_record),
-            notes=m_notes,
-            quiet=request.as_json,
-        )
-        for m, m_notes in gating
-    ]
-    from co2gate.app.publish import Options, Run, publish_into
+    with AfterCommand() as after:  # a cancelled job still gets its verdicts and report
+        opened, where = open_ledger(budget.ledger, env)
+        results = [
+            gate_into(
+                outcome,
+                m,
+                budget,
+                (Cancellable(opened, after), where),
+                out_dir,
+                record=should_record(budget, m.ci, request.no_record),
+                notes=m_notes,
+                quiet=request.as_json,
+            )
+            for m, m_notes in gating
+        ]
+        from co2gate.app.publish import Options, Run, publish_into
 
-    runs = [Run(m, gated) for (m, _), gated in zip(gating, results, strict=True)]
-    options = Options(request.template_dir, request.comment, request.comment_author)
-    publish_into(outcome, runs, budget, out_dir, env, options)
+        runs = [Run(m, gated) for (m, _), gated in zip(gating, results, strict=True)]
+        options = Options(request.template_dir, request.comment, request.comment_author, after)
+        publish_into(outcome, runs, budget, out_dir, env, options)
     if request.as_json:
         outcome.stdout = json.dumps(verdict_document(results), indent=2)
     failed = any(r.decision.verdict is budgets.Verdict.FAIL for r in results)

@@ -15,6 +15,29 @@ from co2gate.emissions import write_atomic
 from co2gate.github.context import BASE_COMMIT_EVENTS
 from co2gate.ledger.interface import Ledger, LedgerError, LedgerReadOnly, entry_key, make_entry
 from co2gate.model import CiInfo, Measurement
+from co2gate.runner import AfterCommand, Cancelled
+
+
+class Cancellable(Ledger):
+    """A ledger whose reads and writes a cancelled job (SIGTERM, SIGINT) ends at once, as a
+    LedgerError: the verdict and the report are still written, the entry may be lost."""
+
+    def __init__(self, inner: Ledger, after: AfterCommand) -> None:
+        self.inner, self.after, self.name = inner, after, inner.name
+
+    def append(self, entry: Mapping[str, Any]) -> bool:
+        try:
+            with self.after.waiting():
+                return self.inner.append(entry)
+        except Cancelled as e:
+            raise LedgerError(f"the job was cancelled ({e}) before the entry was written") from None
+
+    def entries(self, start: date, end: date) -> list[dict[str, Any]]:
+        try:
+            with self.after.waiting():
+                return self.inner.entries(start, end)
+        except Cancelled as e:
+            raise LedgerError(f"the job was cancelled ({e}) while it was read") from None
 
 
 def run_date(m: Measurement) -> date:
@@ -49,9 +72,14 @@ def gate(
     """
     category = m.run.workload
     start, end = budgets.budget_year(budget, run_date(m))
-    entry = make_entry(m, category)
-    key = entry_key(entry)
     said = list(notes)  # the caller's first, then the ledger's
+    entry: dict[str, Any] | None = None
+    key = None
+    try:
+        entry = make_entry(m, category)
+        key = entry_key(entry)
+    except LedgerError as e:  # a run the ledger cannot hold is still decided and reported
+        said.append(f"not recorded in the ledger: {e}")
     try:
         entries = ledger.entries(start, end)
     except LedgerError as e:
@@ -74,9 +102,9 @@ def gate(
         max_kg=m.run.limit_kg,
         stopped_by_guard=(guard.stopped_at_kg, guard.limit_kg) if guard else None,
     )
-    recorded = any(entry_key(e) == key for e in entries)
-    failed = False
-    if record and not recorded:
+    recorded = key is not None and any(entry_key(e) == key for e in entries)
+    failed = record and entry is None
+    if record and not recorded and entry is not None:
         try:
             ledger.append(entry)
             recorded = True

@@ -14,13 +14,18 @@ from co2gate import budget as budgets
 from co2gate.errors import InputError
 from co2gate.github.context import BASE_COMMIT_EVENTS
 from co2gate.intensity import Location, LocationError, validate
+from co2gate.labels import check_label
 
 WORKLOAD = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
 def label_of(label: str | None, env: Mapping[str, str]) -> str:
-    """The label given, else the CI job's name, else 'local'."""
-    return label or env.get("GITHUB_JOB") or "local"
+    """The label given, else the CI job's name, else 'local'; refused (before anything runs)
+    when emissions.json could not hold it."""
+    if label:
+        return check_label(label, "--label")
+    job = env.get("GITHUB_JOB")
+    return check_label(job, "GITHUB_JOB (the default --label)") if job else "local"
 
 
 def check_workload(workload: str) -> str:
@@ -104,12 +109,16 @@ def load_budget(
     if not base_sha or event not in BASE_COMMIT_EVENTS:
         return budgets.load(path), []
     try:
-        base_text = read_at_commit(path, base_sha, env)
+        base_text = read_at_commit(path, base_sha, env, budgets.MAX_FILE_BYTES)
     except NotReadable as e:
         raise budgets.BudgetError(str(e)) from e
     who = "this merge group" if event == "merge_group" else "this PR"
     if base_text is None:
         return budgets.load(path), [f"the base commit has no {path}: {who}'s own file applies"]
-    own = path.read_text(encoding="utf-8") if path.is_file() else None
+    try:
+        own: str | None = budgets.read_text(path)
+    except budgets.BudgetError:
+        own = None  # not a budget here: the base commit's is the one that applies anyway
     notes = [] if own == base_text else [f"{who} changes {path}; the base commit's budget applies"]
-    return budgets.parse(base_text, f"{path} (at base {base_sha[:7]})"), notes
+    source = f"{path} (at base {base_sha[:7]})"
+    return budgets.parse(base_text, source), notes

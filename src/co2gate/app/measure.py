@@ -152,7 +152,7 @@ def measure(request: MeasureRequest, env: Mapping[str, str], say: Say) -> Outcom
     labels = request.labels(env)
     ci = ci_context(env)  # read once, before the command, which could rewrite the event file
     budget, notes = None, list[str]()
-    if request.budget_file.is_file():
+    if _present(request.budget_file):
         budget, notes = load_budget(request.budget_file, ci, env)
         notes.append(f"location and PUE from {budget.source}")
     source = budget.source if budget else None
@@ -177,6 +177,14 @@ def measure(request: MeasureRequest, env: Mapping[str, str], say: Say) -> Outcom
     options = Options(request.template_dir, comment=False)
     publish_into(outcome, [Run(measured.measurement)], budget, out_dir, env, options)
     return outcome.finish(measured.exit_code)
+
+
+def _present(path: Path) -> bool:
+    """Whether there is anything at path: a budget file, or something load() refuses."""
+    try:
+        return path.exists() or path.is_symlink()
+    except OSError:  # a name too long: load() says so
+        return True
 
 
 def warm_report(template_dir: Path | None) -> None:

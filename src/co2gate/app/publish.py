@@ -3,6 +3,7 @@ comment, step outputs and annotations. Outside GitHub Actions only report.md is 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from co2gate.emissions import write_atomic
 from co2gate.github import workflow
 from co2gate.github.api import GitHubError
 from co2gate.model import CiInfo, Measurement
+from co2gate.runner import AfterCommand, Cancelled
 from co2gate.tokens import github_token
 
 T = TypeVar("T")
@@ -26,6 +28,7 @@ class Options:
     template_dir: Path | None = None
     comment: bool = True  # on the PR, when there is one and the token may
     author: str | None = None  # the login whose comment is ours; None: the token's user
+    after: AfterCommand | None = None  # a cancelled job skips the comment (network) at once
 
 
 @dataclass
@@ -133,20 +136,24 @@ def _comment(
         done.lines.append("no PR comment: no GITHUB_TOKEN (set the github-token input)")
         return
     try:
-        number = ci.pr
-        if number is None and ci.event == "push" and ci.sha:
-            number = pull_for_commit(repository, ci.sha, token=token, api_url=api_url)
-        if number is None:
-            return  # not a pull request, nor a push to one: the summary is the report
-        posted = upsert_comment(
-            repository,
-            int(number),
-            body,
-            label=m.run.label,
-            token=token,
-            api_url=api_url,
-            author=options.author,
-        )
+        with options.after.waiting() if options.after else contextlib.nullcontext():
+            number = ci.pr
+            if number is None and ci.event == "push" and ci.sha:
+                number = pull_for_commit(repository, ci.sha, token=token, api_url=api_url)
+            if number is None:
+                return  # not a pull request, nor a push to one: the summary is the report
+            posted = upsert_comment(
+                repository,
+                int(number),
+                body,
+                label=m.run.label,
+                token=token,
+                api_url=api_url,
+                author=options.author,
+            )
+    except Cancelled as e:
+        done.lines.append(f"no PR comment: the job was cancelled ({e})")
+        return
     except GitHubError as e:
         if e.status == 403:
             done.lines.append(

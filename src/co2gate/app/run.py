@@ -22,6 +22,7 @@ from co2gate.github.context import ci_context
 from co2gate.guard import DEFAULT_GRACE_S, Watch, default_heartbeat_s
 from co2gate.labels import RunLabels
 from co2gate.ledger import open_ledger
+from co2gate.runner import AfterCommand
 
 
 @dataclass(frozen=True)
@@ -62,30 +63,37 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
         if request.heartbeat_s is not None
         else default_heartbeat_s(env),
     )
-    measured = measure_command(
-        m.command,
-        location=location,
-        labels=labels,
-        out_dir=out_dir,
-        env=env,
-        ci=ci,
-        watch=watch,
-        say=say,
-        embodied=budget.embodied,
-        beside=[functools.partial(warm_report, m.template_dir)],
-    )
-    from co2gate.app.gate import gate_into, should_record  # the ledger's modules: after it
+    with AfterCommand() as after:  # a cancelled job still gets its verdict and report
+        measured = measure_command(
+            m.command,
+            location=location,
+            labels=labels,
+            out_dir=out_dir,
+            env=env,
+            ci=ci,
+            watch=watch,
+            say=say,
+            embodied=budget.embodied,
+            beside=[functools.partial(warm_report, m.template_dir)],
+        )
+        from co2gate.app.gate import Cancellable, gate_into, should_record  # after the command
 
-    outcome = measured.outcome()
-    ledger = open_ledger(budget.ledger, env)
-    record = should_record(budget, measured.measurement.ci, request.no_record)
-    gated = gate_into(
-        outcome, measured.measurement, budget, ledger, out_dir, record=record, notes=notes
-    )
-    from co2gate.app.publish import Options, Run, publish_into
+        outcome = measured.outcome()
+        opened, where = open_ledger(budget.ledger, env)
+        record = should_record(budget, measured.measurement.ci, request.no_record)
+        gated = gate_into(
+            outcome,
+            measured.measurement,
+            budget,
+            (Cancellable(opened, after), where),
+            out_dir,
+            record=record,
+            notes=notes,
+        )
+        from co2gate.app.publish import Options, Run, publish_into
 
-    options = Options(m.template_dir, request.comment, request.comment_author)
-    publish_into(outcome, [Run(measured.measurement, gated)], budget, out_dir, env, options)
+        options = Options(m.template_dir, request.comment, request.comment_author, after)
+        publish_into(outcome, [Run(measured.measurement, gated)], budget, out_dir, env, options)
     command = 0 if measured.stopped_by_guard else measured.exit_code  # the gate's, not SIGTERM's
     return outcome.finish(command, failed=gated.decision.verdict is budgets.Verdict.FAIL)
 

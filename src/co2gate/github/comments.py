@@ -8,6 +8,7 @@ minimised, so later runs leave them alone.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -23,6 +24,7 @@ from co2gate.github.api import GitHubError
 MAX_BODY = 65_536  # GitHub's limit on a comment body, in characters
 ACTIONS_BOT = "github-actions[bot]"  # the author of GITHUB_TOKEN's comments
 
+MAX_MARKER_LABEL = 200  # characters of the encoded label in a marker; a longer one is shortened
 _KIND = "co2gate:comment"
 _OUTDATED = "co2gate:outdated"
 _ANY_MARKER = re.compile(r"<!-- co2gate:comment label=[^\s>]* -->")
@@ -46,9 +48,25 @@ def marker(label: str) -> str:
     """The hidden HTML comment that marks co2gate's comment for one gated label.
 
     The label is percent-encoded, "-" included, so that no label can close the HTML comment
-    or put "--" inside it.
+    or put "--" inside it. An encoded label over MAX_MARKER_LABEL characters is shortened to
+    its start and a hash of the whole (":" never occurs in an encoded label), so a
+    label of any length leaves the comment room for its report and stays distinct.
     """
-    return f"<!-- {_KIND} label={quote(label, safe='').replace('-', '%2D')} -->"
+    encoded = _encode(label)
+    if len(encoded) > MAX_MARKER_LABEL:
+        digest = hashlib.sha256(label.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        head = ""
+        for char in label:
+            more = _encode(char)
+            if len(head) + len(more) > MAX_MARKER_LABEL - len(digest) - 8:
+                break
+            head += more
+        encoded = f"{head}~sha256:{digest}"
+    return f"<!-- {_KIND} label={encoded} -->"
+
+
+def _encode(label: str) -> str:
+    return quote(label, safe="", errors="surrogatepass").replace("-", "%2D")
 
 
 def fit(body: str, limit: int = MAX_BODY) -> str:
@@ -229,8 +247,7 @@ def _fit(body: str, limit: int, mark: str | None) -> str:
     if len(_FENCE.findall(kept)) % 2:
         kept += "\n```"
     out = kept.rstrip("\n") + note
-    assert len(out) <= limit
-    return out
+    return out if len(out) <= limit else out[:limit]  # a marker longer than the room: cut
 
 
 def _cut(body: str, room: int) -> str:

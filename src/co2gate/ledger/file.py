@@ -49,19 +49,21 @@ class FileLedger(Ledger):
                 fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
                 try:
                     written = os.write(fd, payload)  # one write: no other writer can interleave
+                    if written != len(payload):  # a full disk, a file size limit
+                        os.ftruncate(fd, len(data))  # no torn line left for the next run
                 finally:
                     os.close(fd)
         except OSError as e:
-            raise LedgerError(f"cannot write the ledger file {path}: {e}") from e
+            raise LedgerError(f"cannot write the ledger file {path}: {e.strerror or e}") from e
         if written != len(payload):
             raise LedgerError(f"short write to the ledger file {path} (disk full?)")
         return True
 
     def entries(self, start: date, end: date) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
-        if not self.root.is_dir():
-            return found
         try:
+            if not self.root.is_dir():
+                return found
             with self._locked(fcntl.LOCK_SH, create=False):
                 for shard in shards_between(start, end):
                     path = self.root / shard
