@@ -66,7 +66,7 @@ def test_unusable_out_dir_is_exit_2_before_the_command(co2gate: CliRun, tmp_path
 
 def test_github_context_is_recorded(co2gate: CliRun, tmp_path: Path) -> None:
     event = tmp_path / "event.json"
-    event.write_text(json.dumps({"pull_request": {"number": 12, "head": {"sha": "h" * 40}}}))
+    event.write_text(json.dumps({"pull_request": {"number": 12, "head": {"sha": "ab" * 20}}}))
     env = {
         "PATH": "/usr/bin:/bin",
         "GITHUB_ACTIONS": "true",
@@ -87,7 +87,7 @@ def test_github_context_is_recorded(co2gate: CliRun, tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "out" / "emissions.json").read_text())
     ci = doc["ci"]
     assert (ci["repository"], ci["event"], ci["pr"]) == ("octo/models", "pull_request", 12)
-    assert ci["sha"] == "h" * 40  # the PR's head, not the merge commit
+    assert ci["sha"] == "ab" * 20  # the PR's head, not the merge commit
     assert (ci["job"], ci["run_id"], ci["run_attempt"]) == ("train-small", "987", "2")
     assert doc["run"]["label"] == "train-small"  # the label defaults to the job's name
 

@@ -431,3 +431,18 @@ def test_the_regression_rule_compares_with_the_base_branch_named_by_the_payload(
     assert result.returncode == 1, result.stderr
     verdict = json.loads((in_repo / "co2gate-report" / "verdict.json").read_text())
     assert any("regression.max_increase" in r for r in verdict["reasons"]), verdict
+
+
+def test_measure_without_a_budget_file_needs_no_base(co2gate: CliRun, in_repo: Path) -> None:
+    """No budget file, nothing to read at the base: a payload without one (an act user's
+    hand-written event) is measured, with no base in its record and the PR it names."""
+    (in_repo / BUDGET_FILE).unlink()
+    path = in_repo / "event.json"
+    path.write_text(json.dumps({"pull_request": {"number": 12}}))
+    out = in_repo / "out"
+    result = co2gate(
+        "measure", "--out", str(out), "--", PY, "-c", "pass", env=env_for("pull_request", path)
+    )
+    assert result.returncode == 0, result.stderr
+    ci = json.loads((out / "emissions.json").read_text())["ci"]
+    assert ci["base_sha"] is None and ci["pr"] == 12 and ci["event"] == "pull_request"

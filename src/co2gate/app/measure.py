@@ -150,9 +150,11 @@ _price = functools.cache(intensity.resolve)
 def measure(request: MeasureRequest, env: Mapping[str, str], say: Say) -> Outcome:
     """`co2gate measure`: run and measure the command; with a budget file, its location."""
     labels = request.labels(env)
-    ci = ci_context(env)  # read once, before the command, which could rewrite the event file
+    present = _present(request.budget_file)
+    # Read once, before the command, which could rewrite the event file.
+    ci = ci_context(env, need_base=present)
     budget, notes = None, list[str]()
-    if _present(request.budget_file):
+    if present:
         budget, notes = load_budget(request.budget_file, ci, env)
         notes.append(f"location and PUE from {budget.source}")
     source = budget.source if budget else None

@@ -36,18 +36,21 @@ class EventError(InputError, ValueError):
     file and the key."""
 
 
-def ci_context(env: Mapping[str, str]) -> dict[str, Any] | None:
+def ci_context(env: Mapping[str, str], *, need_base: bool = True) -> dict[str, Any] | None:
     """The `ci` block of emissions.json, or None outside GitHub Actions.
 
-    On events in BASE_COMMIT_EVENTS the payload must name the base commit (raises
-    EventError), since the budget is read there. On pull requests GITHUB_SHA is the merge
-    commit: the head commit, which is what the author pushed, comes from the payload. Other
-    events take nothing from the payload, so a malformed one is ignored there.
+    On events in BASE_COMMIT_EVENTS the payload must name the base commit when need_base
+    (a budget file is read there; raises EventError); without a budget file a payload that
+    cannot name it gives no base. On pull requests GITHUB_SHA is the merge commit: the head
+    commit, which is what the author pushed, comes from the payload. Other events take
+    nothing from the payload, so a malformed one is ignored there.
     """
     if env.get("GITHUB_ACTIONS") != "true":
         return None
     name = env.get("GITHUB_EVENT_NAME", "")
-    base = _base(name, env.get("GITHUB_EVENT_PATH") or "") if name in BASE_COMMIT_EVENTS else None
+    base = None
+    if name in BASE_COMMIT_EVENTS:
+        base = _base(name, env.get("GITHUB_EVENT_PATH") or "", need_base)
     return {
         "provider": "github",
         "repository": env.get("GITHUB_REPOSITORY", ""),
@@ -70,27 +73,35 @@ def ci_context(env: Mapping[str, str]) -> dict[str, Any] | None:
 class Base:
     """What a pull-request-like event says about the commit it merges into."""
 
-    sha: str  # the base commit: the budget is read there
+    sha: str | None  # the base commit: the budget is read there; None: not needed, not named
     ref: str | None  # its branch name (main), for the regression check; None: the env's
     head_sha: str | None  # the commit measured; None: GITHUB_SHA
     number: int | None  # the pull request; merge_group has none of its own
 
 
-def _base(name: str, path: str) -> Base:
+def _base(name: str, path: str, need_base: bool = True) -> Base | None:
     """The base of a BASE_COMMIT_EVENTS event. Raises EventError when the payload cannot
-    name the base commit; a bad head sha or PR number is ignored (GITHUB_SHA, no PR)."""
-    payload = read_event(name, path, EventError)
+    name the base commit and need_base; otherwise such a payload gives no base. A bad head
+    sha or PR number is ignored (GITHUB_SHA, no PR)."""
+    try:
+        payload = read_event(name, path, EventError)
+    except EventError:
+        if need_base:
+            raise
+        return None
 
-    def bad(key: str, value: object, why: str) -> EventError:
-        return EventError(
-            f"{path}: the {name} event's {key} {why} (got {_shown(value)}): "
-            "co2gate reads the budget file at the base commit"
-        )
+    def bad(key: str, value: object, why: str) -> None:
+        if need_base:
+            raise EventError(
+                f"{path}: the {name} event's {key} {why} (got {_shown(value)}): "
+                "co2gate reads the budget file at the base commit"
+            )
 
-    def sha(key: str, value: object) -> str:
-        if not isinstance(value, str) or not _SHA.fullmatch(value):
-            raise bad(key, value, "is not a 40-hex commit sha")
-        return value
+    def sha(key: str, value: object) -> str | None:
+        if isinstance(value, str) and _SHA.fullmatch(value):
+            return value
+        bad(key, value, "is not a 40-hex commit sha")
+        return None
 
     def branch(key: str, value: object, prefix: str = "") -> str | None:
         if value is None:
@@ -99,12 +110,14 @@ def _base(name: str, path: str) -> Base:
             short = value.removeprefix(prefix)
             if _BRANCH.fullmatch(short):
                 return short
-        raise bad(key, value, f"is not a branch name{f' under {prefix}' if prefix else ''}")
+        bad(key, value, f"is not a branch name{f' under {prefix}' if prefix else ''}")
+        return None
 
     if name == "merge_group":
         group = payload.get("merge_group")
         if not isinstance(group, dict):
-            raise bad("merge_group", group, "is not an object")
+            bad("merge_group", group, "is not an object")
+            return None
         head = group.get("head_sha")
         return Base(
             sha("merge_group.base_sha", group.get("base_sha")),
@@ -114,10 +127,12 @@ def _base(name: str, path: str) -> Base:
         )
     pull = payload.get("pull_request")
     if not isinstance(pull, dict):
-        raise bad("pull_request", pull, "is not an object")
+        bad("pull_request", pull, "is not an object")
+        return None
     base = pull.get("base")
     if not isinstance(base, dict):
-        raise bad("pull_request.base", base, "is not an object")
+        bad("pull_request.base", base, "is not an object")
+        base = {}
     head = _dict(pull.get("head")).get("sha")
     number = pull.get("number")
     return Base(
