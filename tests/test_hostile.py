@@ -156,7 +156,18 @@ def repo(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
 
 
-def actions_env(root: Path) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def github() -> Iterator[str]:
+    """One fake GitHub for the module (a branch ledger in a hostile budget file writes there),
+    knowing the canary token; its API URL."""
+    from fakegithub import FakeGitHub
+
+    with FakeGitHub() as fake:
+        fake.add_token(CANARY, "octocat", "write")
+        yield fake.api_url
+
+
+def actions_env(root: Path, api_url: str) -> dict[str, str]:
     """A push in GitHub Actions, with the runner's files and a token co2gate must not show."""
     event = root / "event.json"
     event.write_text("{}")
@@ -177,7 +188,7 @@ def actions_env(root: Path) -> dict[str, str]:
         "GITHUB_OUTPUT": str(root / "output"),
         "GITHUB_STEP_SUMMARY": str(root / "summary"),
         "GITHUB_TOKEN": f"{CANARY}\n",
-        "GITHUB_API_URL": "http://127.0.0.1:9",  # nothing listens: no request may be needed
+        "GITHUB_API_URL": api_url,
     }
 
 
@@ -237,8 +248,8 @@ def _cwd(path: Path) -> Iterator[None]:
         os.chdir(saved)
 
 
-def check(root: Path, *args: str) -> subprocess.CompletedProcess[Any]:
-    return in_process(["check", "--no-comment", *args], actions_env(root))
+def check(root: Path, api_url: str, *args: str) -> subprocess.CompletedProcess[Any]:
+    return in_process(["check", "--no-comment", *args], actions_env(root, api_url))
 
 
 def put(doc: dict[str, Any], path: tuple[str, ...], value: object) -> dict[str, Any]:
@@ -272,7 +283,11 @@ ARTIFACT_FIELDS = [
     key=hostile_text,
 )
 def test_a_hostile_artifact_is_checked_or_refused(
-    artifact: dict[str, Any], tmp_path_factory: pytest.TempPathFactory, changes: Any, key: str
+    github: str,
+    artifact: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+    changes: Any,
+    key: str,
 ) -> None:
     root = tmp_path_factory.mktemp("art")
     (root / ".github").mkdir()
@@ -283,14 +298,14 @@ def test_a_hostile_artifact_is_checked_or_refused(
     doc = put(doc, ("run", key[:200] or "k"), key)  # an unknown key with hostile text
     (root / "emissions.json").write_text(json.dumps(doc, allow_nan=True))
     with _cwd(root):
-        result = check(root, str(root / "emissions.json"))
+        result = check(root, github, str(root / "emissions.json"))
     assert_safe(result, root)
 
 
 @SETTINGS
 @given(lines=st.lists(hostile_value | st.dictionaries(st.text(max_size=12), hostile_value)))
 def test_hostile_ledger_lines_are_skipped_never_summed(
-    tmp_path_factory: pytest.TempPathFactory, lines: list[object]
+    github: str, tmp_path_factory: pytest.TempPathFactory, lines: list[object]
 ) -> None:
     root = tmp_path_factory.mktemp("ledger")
     (root / ".github").mkdir()
@@ -299,7 +314,7 @@ def test_hostile_ledger_lines_are_skipped_never_summed(
     shard.parent.mkdir(parents=True)
     shard.write_text("\n".join(json.dumps(x, allow_nan=True) for x in lines) + "\n")
     with _cwd(root):
-        result = in_process(["budget", "--json"], actions_env(root))
+        result = in_process(["budget", "--json"], actions_env(root, github))
     assert_safe(result, root)
     if result.returncode == 0:
         used = json.loads(result.stdout)["used_kg"]
@@ -312,7 +327,11 @@ def test_hostile_ledger_lines_are_skipped_never_summed(
     workload=st.sampled_from(["training", "inference"]) | hostile_text,
 )
 def test_hostile_labels_reach_every_face_escaped(
-    artifact: dict[str, Any], tmp_path_factory: pytest.TempPathFactory, label: str, workload: str
+    github: str,
+    artifact: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+    label: str,
+    workload: str,
 ) -> None:
     root = tmp_path_factory.mktemp("label")
     (root / ".github").mkdir()
@@ -320,7 +339,7 @@ def test_hostile_labels_reach_every_face_escaped(
     doc = put(put(artifact, ("run", "label"), label), ("run", "workload"), workload)
     (root / "emissions.json").write_text(json.dumps(doc))
     with _cwd(root):
-        result = check(root, str(root / "emissions.json"))
+        result = check(root, github, str(root / "emissions.json"))
     assert_safe(result, root)
     summary = (root / "summary").read_text()
     for line in summary.splitlines():
@@ -362,7 +381,10 @@ yaml_scalar = st.one_of(
 @SETTINGS
 @given(changes=st.dictionaries(budget_keys, yaml_scalar, max_size=3))
 def test_a_hostile_budget_file_is_read_or_refused_in_one_line(
-    artifact: dict[str, Any], tmp_path_factory: pytest.TempPathFactory, changes: dict[str, str]
+    github: str,
+    artifact: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+    changes: dict[str, str],
 ) -> None:
     root = tmp_path_factory.mktemp("budget")
     (root / ".github").mkdir()
@@ -371,8 +393,8 @@ def test_a_hostile_budget_file_is_read_or_refused_in_one_line(
     (root / ".github" / "carbon-budget.yml").write_text("\n".join(lines) + "\n")
     (root / "emissions.json").write_text(json.dumps(artifact))
     with _cwd(root):
-        result = check(root, str(root / "emissions.json"))
-        standing = in_process(["budget"], actions_env(root))
+        result = check(root, github, str(root / "emissions.json"))
+        standing = in_process(["budget"], actions_env(root, github))
     assert_safe(result, root)
     assert_safe(standing, root)
     if result.returncode == 2 and not (root / "co2gate-report" / "verdict.json").exists():
