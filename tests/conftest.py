@@ -28,6 +28,8 @@ def co2gate() -> CliRun:
         *args: str, env: Mapping[str, str] | None = None, text: bool = True, process: bool = False
     ) -> subprocess.CompletedProcess[Any]:
         if process or not text or not args or args[0] in SPAWNING:
+            if env is not None and "PYTHONPATH" in os.environ:  # a worktree's src/, not the
+                env = {"PYTHONPATH": os.environ["PYTHONPATH"], **env}  # editable install's
             return subprocess.run(
                 [sys.executable, "-m", "co2gate", *args],
                 capture_output=True,
