@@ -167,10 +167,10 @@ def test_a_codecarbon_csv_by_hand(tmp_path: Path) -> None:
         (0.03, 0.04, 0.011), rel=1e-12
     )
     assert m.energy_kwh.total == pytest.approx(0.081, rel=1e-12)
-    # 0.030 + 0.006 = 0.036 kg over 20 + 10 = 30 s; PUE 1 (codecarbon's is in its figures):
-    # intensity 0.036 kg x 1000 / 0.081 kWh = 444.444 g/kWh
-    assert (m.emissions_kg, m.run.duration_s, m.pue) == pytest.approx((0.036, 30.0, 1.0))
-    assert m.intensity_g_per_kwh == pytest.approx(444.4444444, rel=1e-9)
+    # 0.030 + 0.006 = 0.036 kg over 20 + 10 = 30 s at the file's PUE 1.5; codecarbon's price
+    # of its energy with PUE: 0.036 kg x 1000 / (0.081 x 1.5 = 0.1215 kWh) = 296.296 g/kWh
+    assert (m.emissions_kg, m.run.duration_s, m.pue) == pytest.approx((0.036, 30.0, 1.5))
+    assert m.intensity_g_per_kwh == pytest.approx(296.2962963, rel=1e-9)
     # mean power: 0.03 kWh x 3.6e6 J/kWh / 30 s = 3,600 W; gpu 4,800 W; ram 1,320 W
     assert (m.power_w.cpu, m.power_w.gpu, m.power_w.ram) == pytest.approx((3600, 4800, 1320))
     # per request: 36 g / 100 = 0.36 g; 81 Wh / 100 = 0.81 Wh
@@ -178,7 +178,8 @@ def test_a_codecarbon_csv_by_hand(tmp_path: Path) -> None:
     assert set(m.methods.items()) == {(c, Method.CODECARBON) for c in Component}
     assert m.run.id == "run-a,run-b" and (m.run.label, m.run.workload) == ("serve", "inference")
     assert m.run.ended_at == datetime(2026, 5, 1, 11, tzinfo=timezone.utc)  # taken as UTC
-    assert m.notes == (f"2 codecarbon run(s) from {path}",) and m.sci is None
+    assert m.notes[0] == f"2 codecarbon run(s) from {path}" and m.sci is None
+    assert "include the PUE it was given (1.5)" in m.notes[1] and len(m.notes) == 2
     assert Measurement.from_json(m.to_json(), "again") == m
 
 
@@ -213,9 +214,9 @@ def test_a_csv_that_is_not_codecarbons_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "emissions.csv"
     labels = emissions.RunLabels("t", "training")
     for text, said in (
-        ("timestamp,run_id,duration\n2026-05-01T10:00:00,a,1\n", "line 2: no cpu_energy column"),
-        ("timestamp,run_id\n", "no rows"),
-        (CODECARBON_ROWS.replace("run-b", ""), "line 4: no run_id"),
+        ("timestamp,run_id,duration\n2026-05-01T10:00:00,a,1\n", "line 1: no emissions column"),
+        ("timestamp,run_id,duration,emissions\n", "line 1: no cpu_energy or energy_consumed"),
+        (CODECARBON_ROWS.split("\n")[0] + "\n", "no rows"),
         (CODECARBON_ROWS.replace("run-b", "run\0b"), "run.id: 'run-a,run\\\\x00b' holds a control"),
         (CODECARBON_ROWS.replace(",p,", ",p" + "x" * 200_000 + ","), "not a CSV codecarbon wrote"),
     ):

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
-from co2gate import __version__, fmt, model, units
+from co2gate import __version__, codecarbon_csv, fmt, units
 from co2gate.guard import GuardStop
 from co2gate.intensity import Intensity
 from co2gate.labels import RunLabels
@@ -292,108 +292,10 @@ def write_atomic(path: Path, text: str) -> None:
 def from_codecarbon_csv(
     path: Path, labels: RunLabels, ci: CiInfo | Mapping[str, Any] | None
 ) -> Measurement:
-    """One measurement for an emissions.csv that a user's own codecarbon code wrote.
-
-    codecarbon's flush() appends cumulative rows for the same run_id, so each run counts
-    by its last row; separate runs in the file are added up. Figures are codecarbon's:
-    its emissions (with its PUE and intensity) and its energy columns (which include PUE,
-    taken out here so that energy_kwh is what the devices drew, as everywhere). Raises
-    MeasurementError naming the file, and the line and column where one is at fault.
-    """
-    return _from_codecarbon_text(_read_text(path), path, labels, ci)
-
-
-def _from_codecarbon_text(
-    text: str, path: Path, labels: RunLabels, ci: CiInfo | Mapping[str, Any] | None
-) -> Measurement:
-    import csv
-
-    try:
-        rows = list(csv.DictReader(io.StringIO(text, newline="")))
-    except csv.Error as e:  # a NUL byte, a field over the csv module's limit
-        raise MeasurementError(f"{path}: not a CSV codecarbon wrote ({e})") from e
-    last: dict[str, tuple[float, float, PerComponent[float], datetime]] = {}
-    for number, row in enumerate(rows, start=2):
-        where = f"{path}: line {number}"
-        pue = _figure(row, "pue", where, high=units.PUE_MAX) or 1.0  # empty or 0: unset
-        if pue < units.PUE_MIN:
-            raise MeasurementError(f"{where}: pue {pue!r} is below 1: not a codecarbon row")
-        energy = PerComponent(
-            *(_figure(row, f"{c.value}_energy", where, model.MAX_KWH) / pue for c in Component)
-        )
-        run_id = row.get("run_id")
-        if not run_id:
-            raise MeasurementError(f"{where}: no run_id: not a codecarbon emissions.csv row")
-        last[run_id] = (
-            _figure(row, "emissions", where, model.MAX_KG),
-            _figure(row, "duration", where, model.MAX_SECONDS),
-            energy,
-            model.read_timestamp(row.get("timestamp"), where, "timestamp"),
-        )
-    if not last:
-        raise MeasurementError(f"{path}: no rows: not a codecarbon emissions.csv with a run in it")
-    kg = sum(v[0] for v in last.values())
-    duration = sum(v[1] for v in last.values())
-    cpu, gpu, ram = (sum(v[2].of(c) for v in last.values()) for c in Component)
-    total = cpu + gpu + ram
-    ended = max(v[3] for v in last.values())
-    requests = labels.requests
-    measurement = Measurement(
-        run=Run(
-            id=",".join(last),
-            label=labels.label,
-            workload=labels.workload,
-            command=(),
-            exit_code=0,
-            signal=None,
-            forwarded_signals=(),
-            started_at=ended,
-            ended_at=ended,
-            duration_s=duration,
-            cpu_s=None,
-            limit_kg=None,
-            stopped_by_guard=False,
-            guard=None,
-        ),
-        energy_kwh=Energy(cpu, gpu, ram, total=total),
-        # the mean power codecarbon's figures imply over the time it measured
-        power_w=PerComponent(*(units.kwh_to_mean_w(kwh, duration) for kwh in (cpu, gpu, ram))),
-        methods=PerComponent(Method.CODECARBON, Method.CODECARBON, Method.CODECARBON),
-        coverage=PerComponent(None, None, None),
-        pue=1.0,  # codecarbon's PUE is in its emissions already
-        intensity_g_per_kwh=kg * 1000 / total if total > 0 else 0.0,
-        intensity_source=f"codecarbon's own figures in {path.name}",
-        location=Place(),
-        emissions_kg=kg,
-        gpus=(),
-        requests=requests,
-        per_request_g=kg * 1000 / requests if requests else None,
-        per_request_wh=total * 1000 / requests if requests else None,
-        host=MappingProxyType({}),
-        notes=(f"{len(last)} codecarbon run(s) from {path}",),
-        ci=_ci(ci),
-    )
-    # Held to the bounds of a co2gate file; a broken one is refused in one line naming it.
-    return Measurement.from_json(measurement.to_json(), str(path))
-
-
-def _figure(row: Mapping[str, str | None], column: str, where: str, high: float) -> float:
-    """A number from 0 to `high` in a codecarbon CSV cell; an empty cell is 0."""
-    cell = row.get(column)
-    if cell is None and column != "pue":
-        raise MeasurementError(f"{where}: no {column} column: not a codecarbon emissions.csv")
-    try:
-        value = float(cell or 0.0)
-    except ValueError:
-        value = math.nan
-    if not 0.0 <= value <= high:  # NaN and the infinities too
-        shown = repr(cell[:41]) if cell is not None else ""
-        shown = shown if len(shown) <= 40 else shown[:37] + "..."
-        raise MeasurementError(
-            f"{where}: {column} {shown} is not a number from 0 to {high:g}: "
-            "not a codecarbon emissions.csv row"
-        )
-    return value
+    """One measurement for an emissions.csv (or a task file) that a user's own codecarbon
+    code wrote: see codecarbon_csv. Raises MeasurementError naming the file, and the line
+    and column where one is at fault."""
+    return codecarbon_csv.read(_read_text(path), path, labels, ci)
 
 
 def read_measurement(
@@ -406,7 +308,7 @@ def read_measurement(
     """
     text = _read_text(path)
     if path.suffix.lower() == ".csv":
-        return _from_codecarbon_text(text, path, labels, ci)
+        return codecarbon_csv.read(text, path, labels, ci)
     try:
         doc = json.loads(text)
     except ValueError as e:

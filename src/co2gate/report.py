@@ -186,6 +186,8 @@ ABOUT: Final[dict[Method, str]] = {
     "whatever the use",
     Method.CODECARBON: "codecarbon's own figure from your emissions.csv, which does not say "
     "whether it measured (RAPL, NVML) or estimated it",
+    Method.CODECARBON_TOTAL: "codecarbon's total from your emissions.csv, whose layout has no "
+    "cpu, gpu and ram columns: the split between them is unknown",
     Method.USER_CONSTANT: "a figure you configured",
     Method.FAKE: "a test double, not a measurement",
     Method.NONE: "no such device",

@@ -29,6 +29,7 @@ class Method(str, enum.Enum):
     RAM_SIZE_ESTIMATE = "ram-size-estimate"  # estimated: watts per DIMM from installed RAM
     USER_CONSTANT = "user-constant"  # given by the user
     CODECARBON = "codecarbon"  # the user's own codecarbon wrote the figure (co2gate check)
+    CODECARBON_TOTAL = "codecarbon-total"  # the same, total only: its CSV has no split
     FAKE = "fake"  # a test double
     NONE = "none"  # no such device
     FAILED = "failed"  # the source broke; the figure is missing, see notes
