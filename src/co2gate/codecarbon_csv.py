@@ -62,7 +62,8 @@ class _Row:
     line: int
     run_id: str
     task: str | None
-    start: datetime
+    start: datetime  # this row's: timestamp - duration
+    began: datetime  # the run's first row's start
     end: datetime
     duration_s: float
     kg: float
@@ -158,14 +159,15 @@ def _row(cells: Mapping[str, str], layout: _Layout, line: int, where: str) -> _R
         pue = _figure(cells, "pue", where, units.PUE_MAX) or None  # empty or 0: unset
         if pue is not None and pue < units.PUE_MIN:
             raise MeasurementError(f"{where}: pue {pue!r} is below 1: not a codecarbon row")
+    end = model.read_timestamp(_cell(cells, "timestamp", where).strip(), where, "timestamp")
+    duration = _figure(cells, "duration", where, model.MAX_SECONDS)
+    kg = _figure(cells, "emissions", where, model.MAX_KG)
     parts = None
     if layout.split:
         parts = PerComponent(*(_figure(cells, name, where, model.MAX_KWH) for name in _PARTS))
         total = parts.cpu + parts.gpu + parts.ram
     else:
         total = _figure(cells, "energy_consumed", where, model.MAX_KWH)
-    duration = _figure(cells, "duration", where, model.MAX_SECONDS)
-    end = model.read_timestamp(_cell(cells, "timestamp", where).strip(), where, "timestamp")
     run_id = cells.get(layout.id_column, "").strip() if layout.id_column else ""
     try:
         start = end - timedelta(seconds=duration)
@@ -176,9 +178,10 @@ def _row(cells: Mapping[str, str], layout: _Layout, line: int, where: str) -> _R
         run_id=run_id,
         task=cells.get("task_name", "").strip() if layout.tasks else None,
         start=start,
+        began=start,
         end=end,
         duration_s=duration,
-        kg=_figure(cells, "emissions", where, model.MAX_KG),
+        kg=kg,
         parts=parts,
         total=total,
         pue=pue,
@@ -198,9 +201,11 @@ def _add(runs: list[_Row], same_key: list[int], row: _Row) -> None:
             continue  # figures only grow within a run: this one began again
         # A named run's start is not compared: a suspended laptop moves the wall clock
         # and not codecarbon's monotonic duration.
+        # Compared with the run's latest row: slow drift between the clocks adds up.
         near = abs((row.start - run.start).total_seconds()) <= SAME_START_S
         if told_apart or near:
-            runs[i] = dataclasses.replace(row, pue=row.pue if row.pue is not None else run.pue)
+            pue = row.pue if row.pue is not None else run.pue
+            runs[i] = dataclasses.replace(row, pue=pue, began=run.began)
             return
     same_key.append(len(runs))
     runs.append(row)
@@ -242,7 +247,7 @@ def _measurement(
             exit_code=0,
             signal=None,
             forwarded_signals=(),
-            started_at=min(run.start for run in runs),
+            started_at=min(run.began for run in runs),
             ended_at=max(run.end for run in runs),
             duration_s=duration,
             cpu_s=None,
@@ -328,7 +333,7 @@ def _run_id(runs: Sequence[_Row]) -> str:
         if run.task is not None:
             name = f"{run.run_id}:{run.task}"
         elif run.run_id.lower() in _NO_ID:
-            name = f"{run.run_id or 'no-run-id'}@{run.start:%Y-%m-%dT%H:%M:%S}"
+            name = f"{run.run_id or 'no-run-id'}@{run.began:%Y-%m-%dT%H:%M:%S}"
         else:
             name = run.run_id
         if name not in names:
