@@ -407,3 +407,26 @@ def test_check_refuses_a_corrupt_row_in_one_line(co2gate: CliRun, tmp_path: Path
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "line 3: cpu_energy 'zero' is not a number" in result.stderr
+
+
+def test_a_totals_only_file_reports_its_parts_as_unknown(co2gate: CliRun, tmp_path: Path) -> None:
+    """codecarbon 1.x wrote no per-component columns: the report's rows and co2gate's lines
+    say the split is unknown rather than 0 kWh of CPU, GPU and RAM."""
+    from co2gate import report
+
+    path = DATA / "v1.2-2021.csv"
+    m = read(path)
+    assert {method.value for _, method in m.methods.items()} == {"codecarbon-total"}
+    (line, *_) = report.summary_lines(m)
+    assert line.endswith(": cpu in the total only, gpu in the total only, ram in the total only")
+    budget = tmp_path / "budget.yml"
+    budget.write_text(
+        "version: 1\nannual_budget_kg: 1\nallocations: {training: 1.0}\nledger: {backend: none}\n"
+    )
+    out = tmp_path / "out"
+    result = co2gate(
+        "check", "--no-record", "--out", str(out), "--budget-file", str(budget), str(path)
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [r for r in (out / "report.md").read_text().splitlines() if r.startswith("| CPU ")]
+    assert rows and all(r.startswith("| CPU | - | - |") for r in rows), rows

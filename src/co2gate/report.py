@@ -27,8 +27,8 @@ def summary_lines(m: Measurement) -> list[str]:
     """The few lines `co2gate measure` prints on stderr after the command's own output."""
     parts = ", ".join(
         f"{c.value} {fmt.energy(m.energy_kwh.of(c))} ({method.value})"
-        if method is not Method.NONE
-        else f"{c.value} none"
+        if method not in (Method.NONE, Method.CODECARBON_TOTAL)
+        else f"{c.value} {'none' if method is Method.NONE else 'in the total only'}"
         for c, method in m.methods.items()
     )
     total = fmt.energy(m.energy_kwh.total)
