@@ -95,7 +95,9 @@ def test_the_written_budget_is_what_co2gate_budget_reads(co2gate: CliRun) -> Non
     standing = co2gate("budget", "--json", env={"HOME": os.environ.get("HOME", "/")})
     assert standing.returncode == 0, standing.stderr
     document = json.loads(standing.stdout)
-    assert "200" in json.dumps(document)  # the annual budget it read from the written file
+    assert document["annual_budget_kg"] == 200 and document["used_kg"] == 0
+    allocations = {c["category"]: c["allocation_kg"] for c in document["categories"]}
+    assert allocations == {"training": 140, "inference": 60}
 
 
 def test_the_defaults_are_500_kg_no_country_and_the_starter_as_it_stands(co2gate: CliRun) -> None:

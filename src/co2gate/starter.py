@@ -48,7 +48,7 @@ concurrency:
 jobs:
   train:
     name: train (carbon budget)
-    runs-on: ubuntu-latest
+    runs-on: ubuntu-latest  # a GPU job: the labels of your runners, e.g. [self-hosted, gpu]
     permissions:
       contents: write        # co2gate records each run in the ledger branch (co2gate-ledger)
       pull-requests: write   # co2gate upserts its report as one comment on the pull request
