@@ -6,6 +6,7 @@ import gc
 import logging
 import math
 import os
+import stat
 import sys
 from collections.abc import Callable
 from datetime import date
@@ -20,7 +21,7 @@ from co2gate.errors import Co2gateError
 from co2gate.estimate import DEFAULT_LAST
 from co2gate.gpus import GPUS
 from co2gate.guard import DEFAULT_GRACE_S
-from co2gate.starter import DEFAULT_ANNUAL_KG
+from co2gate.starter import DEFAULT_ANNUAL_KG, DEFAULT_RUN, DEFAULT_WORKFLOW_FILE
 
 if TYPE_CHECKING:
     from co2gate.app import Outcome
@@ -558,10 +559,26 @@ def estimate_command(
 @cli.command()
 @click.option(
     "--budget-file",
-    type=click.Path(path_type=Path),  # a directory: one line from write_budget()
+    type=click.Path(path_type=Path),  # a directory: one line from init
     default=Path(budgets.DEFAULT_FILE),
     show_default=True,
     help="Where to write the starter budget file; its folders are created.",
+)
+@click.option(
+    "--workflow-file",
+    type=click.Path(path_type=Path),
+    default=Path(DEFAULT_WORKFLOW_FILE),
+    show_default=True,
+    help="Where to write the workflow that runs --run under the co2gate Action.",
+)
+@click.option(
+    "--run",
+    "run_command",
+    default=DEFAULT_RUN,
+    show_default=True,
+    metavar="CMD",
+    help="The command the workflow runs and gates (by bash, in the repository's root): "
+    "one line, no ${{ }} expressions.",
 )
 @click.option(
     "--annual-kg",
@@ -576,20 +593,69 @@ def estimate_command(
     help="Where the CI runners draw their power: an ISO 3166-1 alpha-3 code, e.g. USA, FRA. "
     "Default: none (codecarbon's world average) until you set location in the file.",
 )
-@click.option("--force", is_flag=True, help="Overwrite the budget file if it exists.")
-def init(budget_file: Path, annual_kg: float, country: str | None, force: bool) -> None:
-    """Write a commented starter budget file and print a workflow that uses it.
-
-    The workflow goes to stdout, so it can be redirected into a file:
+@click.option(
+    "--region",
+    default=None,
+    help="With --country: a US state ('virginia'), a Canadian or Chinese province, a Nordic "
+    "zone ('SE3').",
+)
+@click.option(
+    "--cloud",
+    default=None,
+    help="The runners' cloud region as provider:region, e.g. gcp:us-central1, aws:us-east-1.",
+)
+@click.option(
+    "--print",
+    "print_workflow",
+    is_flag=True,
+    help="Print the workflow on stdout instead of writing --workflow-file.",
+)
+@click.option(
+    "--force", is_flag=True, help="Overwrite the budget file and the workflow if they exist."
+)
+def init(
+    budget_file: Path,
+    workflow_file: Path,
+    run_command: str,
+    annual_kg: float,
+    country: str | None,
+    region: str | None,
+    cloud: str | None,
+    print_workflow: bool,
+    force: bool,
+) -> None:
+    """Write a starter budget file, a workflow that gates --run against it, and .gitignore
+    lines for co2gate's local files; nothing when any of them would be overwritten.
 
     \b
     Example:
-      co2gate init --annual-kg 200 --country FRA > .github/workflows/carbon.yml
+      co2gate init --annual-kg 200 --country FRA --run "python train.py --epochs 3"
     """
     from co2gate.app.init import InitRequest
     from co2gate.app.init import init as write_starter
 
-    _finish(write_starter(InitRequest(budget_file, annual_kg, country, force)))
+    request = InitRequest(
+        budget_file=budget_file,
+        annual_kg=annual_kg,
+        country=country,
+        region=region,
+        cloud=cloud,
+        run=run_command,
+        workflow_file=workflow_file,
+        print_workflow=print_workflow,
+        force=force,
+        stdout_file=_stdout_file(),
+    )
+    _finish(write_starter(request))
+
+
+def _stdout_file() -> tuple[int, int] | None:
+    """(device, inode) of stdout when the shell redirected it into a regular file."""
+    try:
+        st = os.fstat(sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # CliRunner's stdout has no descriptor
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
 
 
 def main() -> None:
