@@ -131,7 +131,7 @@ def test_the_printed_workflow_is_valid_yaml_with_the_permissions(runner: CliRunn
     assert job["permissions"] == {"contents": "write", "pull-requests": "write"}
     steps = job["steps"]
     assert steps[0]["uses"].startswith("actions/checkout@")
-    (gate,) = [s for s in steps if s.get("uses") == "OWNER/co2gate@v1"]
+    (gate,) = [s for s in steps if s.get("uses") == "co2gate/co2gate@v1"]
     assert gate["with"] == {"run": "python train.py", "workload": "training"}
     # Each permission says why on its own line.
     for permission, why in (("contents: write", "ledger"), ("pull-requests: write", "comment")):

@@ -37,7 +37,7 @@ jobs:
         with:
           persist-credentials: false
       # Install what your step needs here (pip install -r requirements.txt, ...).
-      - uses: OWNER/co2gate@v1
+      - uses: co2gate/co2gate@v1
         with:
           run: python train.py
           workload: training
