@@ -335,6 +335,11 @@ def _act(repo: Repo, tag: str, artifacts: Path) -> subprocess.CompletedProcess[s
         args += ["--local-repository", f"actions/{name}@{sha}={STUBS / name}"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "GIT_"))}
     env.pop("PYTHONPATH", None)
+    # The job's `python` (setup-python's stand-in reports the first python3 on PATH): a fresh
+    # virtualenv, so that the job's pip installs land there, not in the machine's Python.
+    python = repo.work.parent / "python"
+    subprocess.run([sys.executable, "-m", "venv", str(python)], check=True, timeout=120)
+    env["PATH"] = f"{python / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     return subprocess.run(
         args, cwd=repo.work, capture_output=True, text=True, timeout=400, env={**env, **GIT_ENV}
     )
@@ -363,6 +368,8 @@ def test_the_release_workflow_builds_and_moves_v1(tmp_path: Path) -> None:
     assert "ok: the sdist and the wheel hold the" in log
     notes = (artifacts / "notes" / "notes.md").read_text()
     assert notes == "### Fixed\n- `co2gate run` keeps the exit code.\n"
+    # the job's pip installed into the test's virtualenv, not into the machine's Python
+    assert (tmp_path / "python" / "bin" / "twine").is_file()
     # nothing was published under act
     assert "[release/Publish to PyPI]" not in log and "[release/The GitHub release]" not in log
 
