@@ -1,4 +1,4 @@
-"""The budget file (parse, schema, one-line errors) and the verdict of PRODUCT.md section 4."""
+"""The budget file (parse, schema, one-line errors) and the verdict (README: The verdict)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from co2gate.intensity import Location
 
 SRC = ".github/carbon-budget.yml"
 
-# PRODUCT.md section 3, verbatim.
+# A full budget file, every key set (as in the README's example).
 EXAMPLE = """\
 version: 1
 annual_budget_kg: 500          # required, > 0: CO2e per budget year

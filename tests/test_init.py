@@ -127,7 +127,7 @@ def test_the_comments_stay_in_their_column(co2gate: CliRun) -> None:
 
 
 def test_the_starter_shows_every_section_of_the_budget_file() -> None:
-    """PRODUCT.md section 3: each key is set, or shown commented out where it is opt-in."""
+    """The README's budget file: each key is set, or shown commented out where it is opt-in."""
     keys = (
         "version", "annual_budget_kg", "year_start", "allocations", "limits", "warn_at",
         "on_exceed", "regression", "max_increase", "inference", "requests_per_year",

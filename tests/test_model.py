@@ -231,7 +231,7 @@ def shape(value: object) -> Any:
 
 
 def test_to_json_keeps_the_documents_shape(tmp_path: Path) -> None:
-    """PRODUCT.md section 6: keys may be added, never renamed; the order is build()'s."""
+    """emissions.json (README: Files): keys may be added, never renamed; the order is build()'s."""
     doc = Measurement.from_json(full(tmp_path), SOURCE).to_json()
     assert [k for k, _ in shape(doc)] == [
         "schema",
@@ -373,7 +373,7 @@ def test_keys_it_does_not_know_are_ignored() -> None:
 
 
 def test_a_sparse_file_from_an_older_co2gate_is_read() -> None:
-    """The keys PRODUCT.md section 6 shows; what later versions added takes its default."""
+    """The keys the README's Files section shows; what later versions added takes its default."""
     doc = {
         "schema": "co2gate/emissions/v1",
         "run": {

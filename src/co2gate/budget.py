@@ -1,7 +1,8 @@
 """The budget file (`.github/carbon-budget.yml`) and the verdict: pure functions over plain data.
 
 `parse`/`load` read and validate the file, refusing anything wrong with one `BudgetError` line
-that names the file, the key and the problem; `decide` applies PRODUCT.md section 4 to one run.
+that names the file, the key and the problem; `decide` applies the verdict's rules (README: The
+verdict) to one run.
 """
 
 from __future__ import annotations
@@ -751,7 +752,7 @@ def _failures(
     max_kg: float | None,
     stopped_by_guard: tuple[float, float] | None,
 ) -> list[str]:
-    """A sentence for each rule of PRODUCT.md section 4 that this run breaks."""
+    """A sentence for each rule of the verdict (README: The verdict) that this run breaks."""
     broken = []
     if after_kg > allocation:
         broken.append(f"That exceeds the {fmt.mass(allocation)} {category} allocation.")

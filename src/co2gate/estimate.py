@@ -3,7 +3,7 @@
 Three ways to project one run (`Mode`): from the hardware (GPU model x count x hours), from
 the compute (total FLOPs at a model FLOPs utilisation of the GPU's peak), or from the
 ledger's history of runs with the same label. The projection is then decided like a
-measured run (PRODUCT.md section 4) against its category's allocation this budget year.
+measured run (README: The verdict) against its category's allocation this budget year.
 """
 
 from __future__ import annotations

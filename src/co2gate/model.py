@@ -1,7 +1,7 @@
 """The typed records co2gate passes between its rooms: one measured run is a Measurement.
 
 `Measurement.from_json` is the one reader that checks an emissions.json (co2gate/emissions/v1,
-PRODUCT.md section 6): every field's type, every number finite and within sane bounds, every
+the README's Files section): every field's type, every number finite and within sane bounds, every
 text and list bounded, before any of it is used. The file may come from a fork's artifact, so
 nothing in it is trusted. `to_json` writes exactly the document `emissions.build` writes.
 

@@ -174,7 +174,8 @@ def _comment(
 
 
 def _outputs(runs: Sequence[Run], out_dir: Path, urls: Sequence[str]) -> dict[str, str]:
-    """PRODUCT.md section 8's step outputs; for several runs, the worst verdict and the sums."""
+    """The action's step outputs (README: Outputs); for several runs, the worst verdict and
+    the sums."""
     outputs = {
         "emissions-kg": _number(sum(r.measurement.emissions_kg for r in runs)),
         "energy-kwh": _number(sum(r.measurement.energy_kwh.total for r in runs)),
