@@ -152,13 +152,7 @@ def build(
         pue=pue,
         intensity_g_per_kwh=intensity.g_per_kwh,
         intensity_source=intensity.source,
-        location=Place(
-            country_iso_code=intensity.country_iso_code,
-            country_name=intensity.country_name,
-            region=intensity.region,
-            cloud_provider=intensity.cloud_provider,
-            cloud_region=intensity.cloud_region,
-        ),
+        location=place_of(intensity),
         emissions_kg=emissions,
         gpus=tuple(gpus),
         requests=requests,
@@ -204,6 +198,17 @@ def _ci(ci: CiInfo | Mapping[str, Any] | None) -> CiInfo | None:
     if isinstance(ci, CiInfo) or ci is None:
         return ci
     return CiInfo.from_context(ci) if ci else None
+
+
+def place_of(intensity: Intensity) -> Place:
+    """Where intensity's figure is for, as emissions.json's `location` names it."""
+    return Place(
+        country_iso_code=intensity.country_iso_code,
+        country_name=intensity.country_name,
+        region=intensity.region,
+        cloud_provider=intensity.cloud_provider,
+        cloud_region=intensity.cloud_region,
+    )
 
 
 def csv_row(m: Measurement) -> dict[str, Any]:

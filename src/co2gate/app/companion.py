@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from co2gate import fmt, gpus, intensity, units
 from co2gate.budget import CATEGORY, Budget
+from co2gate.emissions import place_of
 from co2gate.errors import InputError
 from co2gate.github.context import WorkflowRun, is_pr_number
 from co2gate.intensity import Location, LocationError
-from co2gate.model import CiInfo, Measurement, Place
+from co2gate.model import CiInfo, Measurement
 from co2gate.sci import sci
 from co2gate.tokens import github_token
 
@@ -291,13 +292,7 @@ def priced(
             pue=pue,
             intensity_g_per_kwh=price.g_per_kwh,
             intensity_source=price.source,
-            location=Place(
-                country_iso_code=price.country_iso_code,
-                country_name=price.country_name,
-                region=price.region,
-                cloud_provider=price.cloud_provider,
-                cloud_region=price.cloud_region,
-            ),
+            location=place_of(price),
             emissions_kg=kg,
             per_request_g=kg * 1000.0 / m.requests if m.requests else None,
         )
