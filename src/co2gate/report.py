@@ -177,11 +177,17 @@ ABOUT: Final[dict[Method, str]] = {
     "accuracy against an external meter is about 5%, and GPUs are not the whole node",
     Method.NVML_POWER_SAMPLING: "NVML power samples, integrated; on A100/H100 a reading covers "
     "about a quarter of the time, so this can be off by tens of percent",
+    Method.NVML_PROCESS_SHARE: "the GPU's NVML energy times the job's share of its SM "
+    "utilisation samples (nvmlDeviceGetProcessUtilization), because other processes used "
+    "the same GPU; the share is an attribution, not a measurement",
     Method.RAPL: "the CPU's RAPL energy counters (package and DRAM domains)",
     Method.TDP_LOAD_ESTIMATE: "codecarbon's estimate from the CPU's TDP and its load "
     "(RAPL not readable); expect +-30% or worse",
     Method.VM_SHARE_ESTIMATE: "codecarbon's TDP-and-load estimate scaled to this VM's share "
     "of the socket; published models agree only within about +-20-40% on a VM",
+    Method.CGROUP_QUOTA_SHARE: "the machine's CPU figure (RAPL or codecarbon's estimate) "
+    "times the container's CPU quota over the host's CPUs (cgroup v2 cpu.max): the quota "
+    "caps the job's CPU time, it does not say it was used",
     Method.RAM_SIZE_ESTIMATE: "codecarbon's constant 5 W per DIMM of installed RAM, "
     "whatever the use",
     Method.CODECARBON: "codecarbon's own figure from your emissions.csv, which does not say "

@@ -22,6 +22,7 @@ from co2gate.measure.interface import (
 from co2gate.quiet import quiet_codecarbon
 
 _PROC_CPUINFO = Path("/proc/cpuinfo")
+_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2; inside a container, the container's
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,66 @@ def vm_socket_share(facts: CpuFacts, vcpus: int) -> SocketShare | None:
     return SocketShare(vcpus / socket_threads, vcpus, socket_threads)
 
 
+def read_cpu_quota(path: Path = _CPU_MAX) -> float | None:
+    """The CPUs a cgroup v2 quota allows: "200000 100000" -> 2.0; None for "max" (no quota),
+    a missing file (cgroup v1, no controller) or text that is not a quota."""
+    try:
+        fields = path.read_text(errors="replace").split()
+    except OSError:
+        return None
+    if len(fields) != 2 or not all(f.isascii() and f.isdigit() for f in fields):
+        return None  # "max 100000", or not cpu.max at all
+    quota_us, period_us = int(fields[0]), int(fields[1])
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
+@dataclass(frozen=True)
+class QuotaShare:
+    share: float  # the quota's CPUs over the host's
+    quota_cpus: float
+    host_cpus: int
+
+
+def quota_share(quota_cpus: float | None, host_cpus: int) -> QuotaShare | None:
+    """The share of the host's CPUs a container's quota allows; None when it allows them all."""
+    if quota_cpus is None or host_cpus <= 0 or quota_cpus >= host_cpus:
+        return None
+    return QuotaShare(quota_cpus / host_cpus, quota_cpus, host_cpus)
+
+
+def cpu_figure(
+    machine_kwh: float,
+    *,
+    rapl: bool,
+    vm: SocketShare | None,
+    quota: QuotaShare | None,
+    model: str | None,
+) -> tuple[float, Method, list[str]]:
+    """The job's CPU energy, its method and notes, from codecarbon's machine-wide figure.
+
+    The VM share (socket TDP -> this VM's vCPUs) and the quota share (this VM's CPUs -> the
+    container's quota) stack: each is a fraction of the one before.
+    """
+    kwh, method, notes = machine_kwh, Method.TDP_LOAD_ESTIMATE, []
+    if rapl:
+        method = Method.RAPL
+    elif vm is not None:
+        kwh *= vm.share
+        method = Method.VM_SHARE_ESTIMATE
+        notes.append(
+            f"CPU power scaled to this VM's {vm.vcpus} of {vm.socket_threads} hardware "
+            f"threads of a {model}"
+        )
+    if quota is not None:
+        kwh *= quota.share
+        notes.append(
+            f"CPU figure ({method.value}) scaled to the container's CPU quota: "
+            f"{quota.quota_cpus:g} of {quota.host_cpus} CPUs (cgroup cpu.max)"
+        )
+        method = Method.CGROUP_QUOTA_SHARE
+    return kwh, method, notes
+
+
 @contextlib.contextmanager
 def _cpu_brand_from(model: str | None) -> Iterator[None]:
     """Give codecarbon the CPU brand without py-cpuinfo's probe.
@@ -124,11 +185,17 @@ class CodecarbonMeter(Meter):
     components = (Component.CPU, Component.RAM)
 
     def __init__(
-        self, cpuinfo_path: Path = _PROC_CPUINFO, *, live_interval_s: float | None = None
+        self,
+        cpuinfo_path: Path = _PROC_CPUINFO,
+        *,
+        live_interval_s: float | None = None,
+        cpu_max_path: Path = _CPU_MAX,
     ) -> None:
         if live_interval_s is not None and live_interval_s <= 0:
             raise ValueError(f"live_interval_s must be positive, got {live_interval_s}")
         self._cpuinfo_path = cpuinfo_path
+        self._cpu_max_path = cpu_max_path
+        self._quota: QuotaShare | None = None
         self._live_interval_s = live_interval_s
         self._tracker: Any = None
         self._log = _Collect()
@@ -186,6 +253,7 @@ class CodecarbonMeter(Meter):
             self._model = tracker._conf.get("cpu_model") or facts.model
             if not self._rapl and self._socket_tdp_matched(cc_cpu):
                 self._share = vm_socket_share(facts, os.cpu_count() or 1)
+            self._quota = quota_share(read_cpu_quota(self._cpu_max_path), os.cpu_count() or 1)
             self._tracker = tracker  # last: so_far() must not see it before _share is known
 
     def so_far(self) -> float | None:
@@ -195,8 +263,8 @@ class CodecarbonMeter(Meter):
         `_total_ram_energy` (each reading replaces the Energy object, so another thread
         reads a whole one). Nothing is measured here: flush() or a direct measurement from
         this thread would take a reading that races the scheduler's own and could count an
-        interval twice. The figure is at most live_interval_s old. The VM share applies to
-        the CPU part as at stop().
+        interval twice. The figure is at most live_interval_s old. The VM and quota shares
+        apply to the CPU part as at stop().
         """
         tracker = self._tracker
         if tracker is None or self._live_interval_s is None:
@@ -206,8 +274,9 @@ class CodecarbonMeter(Meter):
             ram_kwh = float(tracker._total_ram_energy.kWh)
         except (AttributeError, TypeError, ValueError):  # a codecarbon that renamed them
             return None
-        if self._share is not None:
-            cpu_kwh *= self._share.share
+        cpu_kwh, _, _ = cpu_figure(
+            cpu_kwh, rapl=self._rapl, vm=self._share, quota=self._quota, model=self._model
+        )
         return cpu_kwh + ram_kwh
 
     def stop(self) -> Reading:
@@ -216,16 +285,13 @@ class CodecarbonMeter(Meter):
         if self._tracker.stop() is None:
             raise MeterError(f"codecarbon's tracker failed at stop: {self._errors()}")
         data = self._tracker.final_emissions_data
-        cpu_kwh, cpu_method, notes = float(data.cpu_energy), Method.TDP_LOAD_ESTIMATE, []
-        if self._rapl:
-            cpu_method = Method.RAPL
-        elif self._share is not None:
-            cpu_kwh *= self._share.share
-            cpu_method = Method.VM_SHARE_ESTIMATE
-            notes.append(
-                f"CPU power scaled to this VM's {self._share.vcpus} of "
-                f"{self._share.socket_threads} hardware threads of a {self._model}"
-            )
+        cpu_kwh, cpu_method, notes = cpu_figure(
+            float(data.cpu_energy),
+            rapl=self._rapl,
+            vm=self._share,
+            quota=self._quota,
+            model=self._model,
+        )
         notes.extend(f"codecarbon: {line}" for line in self._log.lines)
         window = float(data.duration)
         return Reading(

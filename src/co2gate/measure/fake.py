@@ -34,11 +34,25 @@ class FakeUtilization:
     memory: int = 0
 
 
+@dataclass(frozen=True)
+class FakeProcessSample:
+    """One entry of nvmlDeviceGetProcessUtilization: a process's use over NVML's last period."""
+
+    pid: int
+    timeStamp: int  # wall-clock microseconds (NVML's field names)
+    smUtil: int
+    memUtil: int = 0
+    encUtil: int = 0
+    decUtil: int = 0
+
+
 @dataclass(eq=False)
 class FakeGpu:
     """One fake device. power_w is watts, or a function of seconds since the FakeNvml was made.
 
     failures maps an NVML call name to the exception that call raises for this device.
+    processes maps a pid to the SM utilisation (%) it shows in every per-process sample;
+    None makes nvmlDeviceGetProcessUtilization NotSupported.
     """
 
     index: int
@@ -48,6 +62,7 @@ class FakeGpu:
     has_energy_counter: bool = True  # False: NotSupported, as on GPUs before Volta
     utilization_pct: int | None = 50  # None: NotSupported
     mig_uuids: tuple[str, ...] = ()  # MIG slices carved from this GPU
+    processes: dict[int, int] | None = field(default_factory=dict)
     failures: dict[str, Exception] = field(default_factory=dict)
     _origin: float = field(default=0.0, init=False, repr=False)
     _last_t: float = field(default=0.0, init=False, repr=False)
@@ -110,6 +125,7 @@ class FakeNvml:
 
     NVMLError = pynvml.NVMLError
     NVMLError_NotSupported = pynvml.NVMLError_NotSupported
+    NVMLError_NotFound = pynvml.NVMLError_NotFound
 
     def __init__(self, gpus: Sequence[FakeGpu] = (), *, init_error: bool = False) -> None:
         self.gpus = list(gpus)
@@ -214,6 +230,18 @@ class FakeNvml:
         if gpu.utilization_pct is None:
             raise pynvml.NVMLError_NotSupported()
         return FakeUtilization(gpu=gpu.utilization_pct)
+
+    def nvmlDeviceGetProcessUtilization(
+        self, handle: object, last_seen_us: int
+    ) -> list[FakeProcessSample]:
+        """One sample per process, stamped now; NotFound when nothing is newer than last_seen."""
+        gpu = self._device("nvmlDeviceGetProcessUtilization", handle)
+        if gpu.processes is None:
+            raise pynvml.NVMLError_NotSupported()
+        now_us = int(time.time() * 1e6)
+        if not gpu.processes or now_us <= last_seen_us:
+            raise pynvml.NVMLError_NotFound()
+        return [FakeProcessSample(pid, now_us, sm) for pid, sm in dict(gpu.processes).items()]
 
 
 class FakeMeter(Meter):

@@ -23,9 +23,11 @@ class Method(str, enum.Enum):
 
     NVML_ENERGY_COUNTER = "nvml-energy-counter"  # measured: the GPU's own energy counter
     NVML_POWER_SAMPLING = "nvml-power-sampling"  # measured: power samples, integrated
+    NVML_PROCESS_SHARE = "nvml-process-share"  # measured GPU energy x the job's SM share
     RAPL = "rapl"  # measured: the CPU's RAPL energy counters
     TDP_LOAD_ESTIMATE = "tdp-load-estimate"  # estimated: TDP scaled by CPU load
     VM_SHARE_ESTIMATE = "vm-share-estimate"  # estimated: the above, scaled to a VM's vCPUs
+    CGROUP_QUOTA_SHARE = "cgroup-quota-share"  # the CPU figure x the container's CPU quota
     RAM_SIZE_ESTIMATE = "ram-size-estimate"  # estimated: watts per DIMM from installed RAM
     USER_CONSTANT = "user-constant"  # given by the user
     CODECARBON = "codecarbon"  # the user's own codecarbon wrote the figure (co2gate check)

@@ -1,7 +1,9 @@
 """GPU energy from NVML: each GPU's own energy counter, else its power samples integrated.
 
-Whole-device figures (NVML cannot attribute energy to a process), for the GPUs that
-CUDA_VISIBLE_DEVICES lets the job see.
+Whole-device figures, for the GPUs that NVIDIA_VISIBLE_DEVICES and CUDA_VISIBLE_DEVICES let
+the job use. NVML has no per-process energy: where other processes compute on the same GPU,
+the job's share of the GPU's SM utilisation (nvmlDeviceGetProcessUtilization) is applied
+to that GPU's energy.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from co2gate import fmt
@@ -59,40 +62,118 @@ def _call(nvml: Any, call: str, where: str, *args: Any, optional: bool = False) 
         raise MeterError(f"NVML {call} failed on {where}: {e}") from e
 
 
-def _select(nvml: Any, count: int, visible: str | None) -> tuple[list[int], list[str]]:
-    """The NVML indices CUDA_VISIBLE_DEVICES selects, read as CUDA reads it, and notes.
+@dataclass(frozen=True)
+class NvidiaVisible:
+    """NVIDIA_VISIBLE_DEVICES as the NVIDIA container runtime reads it.
 
-    Indices are taken as NVML (PCI bus) order. CUDA's default order is fastest first, so
-    on a machine mixing GPU models they can differ unless CUDA_DEVICE_ORDER=PCI_BUS_ID.
+    kind: "unset"; "all"; "none" (driver mounted, no GPU); "void" (also an empty value: the
+    runtime leaves the container alone, as runc would); "list" (entries: indices, GPU- or
+    MIG- UUIDs, or "gpu:mig" index pairs).
     """
-    if visible is None:
+
+    kind: str
+    entries: tuple[str, ...] = ()
+
+
+def parse_nvidia_visible(value: str | None) -> NvidiaVisible:
+    """Read NVIDIA_VISIBLE_DEVICES; keywords are matched as the runtime matches them."""
+    if value is None:
+        return NvidiaVisible("unset")
+    text = value.strip()
+    if text in ("", "void"):
+        return NvidiaVisible("void")
+    if text in ("all", "none"):
+        return NvidiaVisible(text)
+    return NvidiaVisible("list", tuple(e.strip() for e in text.split(",") if e.strip()))
+
+
+def _uuids(nvml: Any, indices: Sequence[int]) -> list[str]:
+    return [_text(_call(nvml, "nvmlDeviceGetUUID", f"GPU {i}", _handle(nvml, i))) for i in indices]
+
+
+def _exposed(nvml: Any, count: int, nvidia: str | None) -> tuple[list[int], list[str]]:
+    """The NVML indices NVIDIA_VISIBLE_DEVICES gives the job, and notes.
+
+    Inside a container the runtime has applied the variable already: NVML sees only the
+    exposed GPUs, renumbered from 0, so host indices in the list no longer mean anything.
+    That case shows as NVML seeing no more GPUs than the list names, and every GPU NVML
+    sees is kept. Where NVML sees more (a host process, or a runner that sets the variable
+    as the job's assignment without a runtime to enforce it), the list is applied here:
+    indices as NVML's, UUIDs matched, MIG slices as their parent GPU.
+    """
+    parsed = parse_nvidia_visible(nvidia)
+    if parsed.kind in ("unset", "void", "all"):
         return list(range(count)), []
-    if not visible.strip():
-        return [], ["CUDA_VISIBLE_DEVICES is empty: no GPU is visible to the job"]
+    if parsed.kind == "none":
+        return [], ["NVIDIA_VISIBLE_DEVICES=none: the container runtime gives the job no GPU"]
+    if count <= len(parsed.entries):
+        return list(range(count)), []
     chosen: list[int] = []
     notes: list[str] = []
+    uuids: list[str] = []
+    for entry in parsed.entries:
+        index: int | None = None
+        if entry.startswith(("GPU-", "MIG-")) and not uuids:
+            uuids = _uuids(nvml, range(count))
+        gpu, colon, mig = entry.partition(":")
+        if entry.startswith("GPU-"):
+            matches = [i for i, uuid in enumerate(uuids) if uuid.startswith(entry)]
+            index = matches[0] if len(matches) == 1 else None
+        elif entry.startswith("MIG-") or (colon and gpu.isdigit() and mig.isdigit()):
+            index = _mig_parent(nvml, entry, uuids) if not colon else int(gpu)
+            if index is not None and index < count:
+                notes.append(
+                    f"NVIDIA_VISIBLE_DEVICES names MIG slice {entry}: MIG slices have no "
+                    f"energy counter of their own, so the whole parent GPU {index} is "
+                    "measured, other slices' work included"
+                )
+        elif entry.isascii() and entry.isdigit():
+            index = int(entry)
+        if index is None or index >= count:
+            notes.append(f"NVIDIA_VISIBLE_DEVICES entry {entry!r} names no GPU: ignored")
+            continue
+        if index not in chosen:
+            chosen.append(index)
+    return chosen, notes
+
+
+def _select(
+    nvml: Any, count: int, visible: str | None, nvidia: str | None = None
+) -> tuple[list[int], list[str]]:
+    """The NVML indices the job may use, and notes: NVIDIA_VISIBLE_DEVICES, then within
+    what it exposes CUDA_VISIBLE_DEVICES, read as CUDA reads it.
+
+    CUDA numbers the exposed GPUs from 0 (as it does inside the container the runtime
+    builds). Indices are taken as NVML (PCI bus) order. CUDA's default order is fastest
+    first, so on a machine mixing GPU models they can differ unless
+    CUDA_DEVICE_ORDER=PCI_BUS_ID.
+    """
+    base, notes = _exposed(nvml, count, nvidia)
+    if visible is None or not base:
+        return base, notes
+    if not visible.strip():
+        return [], [*notes, "CUDA_VISIBLE_DEVICES is empty: no GPU is visible to the job"]
+    chosen: list[int] = []
     uuids: list[str] = []
     for raw in visible.split(","):
         entry = raw.strip()
         index: int | None = None
         if entry.startswith(("GPU-", "MIG-")) and not uuids:
-            uuids = [
-                _text(_call(nvml, "nvmlDeviceGetUUID", f"GPU {i}", _handle(nvml, i)))
-                for i in range(count)
-            ]
+            uuids = _uuids(nvml, base)
         if entry.startswith("GPU-"):
-            matches = [i for i, uuid in enumerate(uuids) if uuid.startswith(entry)]
+            matches = [base[k] for k, uuid in enumerate(uuids) if uuid.startswith(entry)]
             index = matches[0] if len(matches) == 1 else None  # ambiguous: names no GPU
         elif entry.startswith("MIG-"):
-            index = _mig_parent(nvml, entry, uuids)
+            parent = _mig_parent(nvml, entry, uuids)
+            index = None if parent is None else base[parent]
             if index is not None:
                 notes.append(
                     f"CUDA_VISIBLE_DEVICES names MIG slice {entry}: MIG slices have no energy "
                     f"counter of their own, so the whole parent GPU {index} is measured, "
                     "other slices' work included"
                 )
-        elif entry.isascii() and entry.isdigit() and int(entry) < count:
-            index = int(entry)
+        elif entry.isascii() and entry.isdigit() and int(entry) < len(base):
+            index = base[int(entry)]
         if index is None:
             # CUDA stops at the first entry that names no device: "0,1,-1,2" is GPUs 0 and 1.
             notes.append(
@@ -118,6 +199,43 @@ def _mig_parent(nvml: Any, mig_uuid: str, uuids: Sequence[str]) -> int | None:
     except MeterError:
         return None
     return uuids.index(parent_uuid) if parent_uuid in uuids else None
+
+
+_PROC = Path("/proc")
+
+
+def process_tree(root: int, proc: Path = _PROC) -> set[int]:
+    """root and every process descended from it, from the parent ids in /proc/<pid>/stat."""
+    parents: dict[int, list[int]] = {}
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process ended while we looked
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+        fields = text[text.rfind(")") + 2 :].split()
+        if len(fields) > 1 and fields[1].isdigit():
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = {root}, [root]
+    while todo:
+        for child in parents.get(todo.pop(), ()):
+            if child not in tree:
+                tree.add(child)
+                todo.append(child)
+    return tree
+
+
+def process_share(job_sm: float, all_sm: float) -> float | None:
+    """The job's share of a GPU from summed SM utilisation samples; None: leave it whole.
+
+    Whole when nobody else computed on it (no change), and also when the job's processes
+    never showed up while others did: in a container NVML reports the host's process ids,
+    which cannot be told apart from strangers', so the job is charged the whole GPU rather
+    than nothing (a budget gate must not under-count).
+    """
+    if all_sm <= 0 or job_sm <= 0 or job_sm >= all_sm:
+        return None
+    return job_sm / all_sm
 
 
 def _model_string(names: Sequence[str]) -> str:
@@ -154,6 +272,13 @@ class _Gpu:
     util_on: bool = True
     active: bool = True  # False once a read failed: its figures stop there
     last_good_t: float = 0.0
+    proc_on: bool = True  # per-process utilisation sampled (False: unsupported or failed)
+    proc_ts: int = 0  # NVML's timestamp (us) of the newest per-process sample seen
+    job_sm: float = 0.0  # SM utilisation samples of the job's processes, summed
+    all_sm: float = 0.0  # the same for every process on the GPU
+
+    def share(self) -> float | None:
+        return process_share(self.job_sm, self.all_sm)
 
 
 class NvmlMeter(Meter):
@@ -171,12 +296,17 @@ class NvmlMeter(Meter):
         nvml: object | None = None,
         *,
         visible_devices: str | None = None,
+        nvidia_visible_devices: str | None = None,
         interval_s: float = 0.5,
+        job_pid: int | None = None,
     ) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be positive, got {interval_s}")
         self._nvml: Any = nvml
         self._visible = visible_devices
+        self._nvidia_visible = nvidia_visible_devices
+        self._job_pid = os.getpid() if job_pid is None else job_pid  # its tree is the job
+        self._job_pids: set[int] = set()
         self._interval_s = interval_s
         self._lock = threading.Lock()
         self._stop_event = threading.Event()
@@ -199,7 +329,7 @@ class NvmlMeter(Meter):
         _call(nvml, "nvmlInit", "this machine")
         try:
             count = int(_call(nvml, "nvmlDeviceGetCount", "this machine"))
-            indices, notes = _select(nvml, count, self._visible)
+            indices, notes = _select(nvml, count, self._visible, self._nvidia_visible)
             gpus = [self._open(index) for index in indices]
         except MeterError:
             with contextlib.suppress(nvml.NVMLError):
@@ -239,7 +369,43 @@ class NvmlMeter(Meter):
             gpu.util, gpu.util_on = None, False
         else:
             gpu.util = [float(rates.gpu)]
+        # Per-process samples already in NVML's buffer are from before the window: skip them.
+        gpu.proc_ts = int(time.time() * 1e6)  # NVML stamps them in wall-clock microseconds
         return gpu
+
+    def _processes(self, gpu: _Gpu) -> None:
+        """Add the per-process SM samples since the last call to the GPU's job/all sums."""
+        if not gpu.proc_on:
+            return
+        nvml = self._nvml
+        try:
+            samples = nvml.nvmlDeviceGetProcessUtilization(gpu.handle, gpu.proc_ts)
+        except nvml.NVMLError as e:
+            if isinstance(e, nvml.NVMLError_NotFound) or getattr(e, "value", None) == 0:
+                return  # no sample since the last call (pynvml raises NVMLError(0) too)
+            gpu.proc_on = False
+            if not isinstance(e, nvml.NVMLError_NotSupported):
+                with self._lock:
+                    self._notes.append(
+                        f"NVML nvmlDeviceGetProcessUtilization failed on GPU {gpu.index} "
+                        f"({gpu.name}): {e}; the GPU's energy is not shared out after that"
+                    )
+            return
+        job = all_ = 0.0
+        for sample in samples:
+            sm = float(sample.smUtil)
+            if sm <= 0:
+                continue
+            pid = int(sample.pid)
+            if pid not in self._job_pids:  # a new process of the job, or a stranger
+                self._job_pids = process_tree(self._job_pid)
+            all_ += sm
+            if pid in self._job_pids:
+                job += sm
+            gpu.proc_ts = max(gpu.proc_ts, int(sample.timeStamp))
+        with self._lock:
+            gpu.job_sm += job
+            gpu.all_sm += all_
 
     def _run(self) -> None:
         """Sampling thread: read every GPU every interval_s until stop() sets the event."""
@@ -300,6 +466,7 @@ class NvmlMeter(Meter):
             if util_error is not None:
                 gpu.util_on = False
                 self._notes.append(f"{util_error}; utilisation not sampled after that")
+        self._processes(gpu)
 
     def so_far(self) -> float | None:
         """GPU energy since start() as of the sampling thread's last reading (every interval_s).
@@ -311,7 +478,9 @@ class NvmlMeter(Meter):
             return None
         with self._lock:
             return sum(
-                mj_to_kwh(gpu.energy_mj) if gpu.has_counter else gpu.power_kwh for gpu in self._gpus
+                (mj_to_kwh(gpu.energy_mj) if gpu.has_counter else gpu.power_kwh)
+                * (gpu.share() or 1.0)
+                for gpu in self._gpus
             )
 
     def stop(self) -> Reading:
@@ -356,6 +525,15 @@ class NvmlMeter(Meter):
                 energy_kwh = _integrate_kwh(gpu.power, self._t0, end)
                 method = Method.NVML_POWER_SAMPLING
             util = sum(gpu.util) / len(gpu.util) if gpu.util else None
+            share = gpu.share()
+            if share is not None:
+                energy_kwh *= share
+                method = Method.NVML_PROCESS_SHARE
+                notes.append(
+                    f"GPU {gpu.index} was shared with other processes: the job's processes "
+                    f"had {fmt.pct(share)} of its SM utilisation samples, so that share "
+                    "of its energy is counted"
+                )
             gpus.append(
                 GpuReading(
                     index=gpu.index,
@@ -369,10 +547,13 @@ class NvmlMeter(Meter):
             )
         if not self._gpus:
             part_method = Method.NONE
+        elif any(g.method is Method.NVML_PROCESS_SHARE for g in gpus):
+            part_method = Method.NVML_PROCESS_SHARE
         elif all(gpu.has_counter for gpu in self._gpus):
             part_method = Method.NVML_ENERGY_COUNTER
         else:
             part_method = Method.NVML_POWER_SAMPLING
+        if not all(gpu.has_counter for gpu in self._gpus):
             sampled = ", ".join(str(gpu.index) for gpu in self._gpus if not gpu.has_counter)
             notes.append(
                 f"GPU {sampled}: no energy counter (pre-Volta); power sampled every "
@@ -410,9 +591,10 @@ def gpu_meter(env: Mapping[str, str] = os.environ, nvml: object | None = None) -
         log.info("no NVIDIA driver found (%s): GPU energy not measured", e)
         return None
     visible = env.get("CUDA_VISIBLE_DEVICES")
+    nvidia = env.get("NVIDIA_VISIBLE_DEVICES")
     try:
         count = int(lib.nvmlDeviceGetCount())
-        chosen, _ = _select(lib, count, visible)
+        chosen, _ = _select(lib, count, visible, nvidia)
     except (lib.NVMLError, MeterError) as e:
         log.warning("NVML failed while listing GPUs (%s): GPU energy not measured", e)
         return None
@@ -423,6 +605,11 @@ def gpu_meter(env: Mapping[str, str] = os.environ, nvml: object | None = None) -
         if count == 0:
             log.info("NVML found no GPU: GPU energy not measured")
         else:
-            log.info("CUDA_VISIBLE_DEVICES=%r selects no GPU: GPU energy not measured", visible)
+            log.info(
+                "CUDA_VISIBLE_DEVICES=%r, NVIDIA_VISIBLE_DEVICES=%r select no GPU: "
+                "GPU energy not measured",
+                visible,
+                nvidia,
+            )
         return None
-    return NvmlMeter(lib, visible_devices=visible)
+    return NvmlMeter(lib, visible_devices=visible, nvidia_visible_devices=nvidia)
