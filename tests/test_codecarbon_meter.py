@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from co2gate.measure.codecarbon import CodecarbonMeter, CpuFacts, read_cpu_facts, vm_socket_share
+from co2gate.measure.codecarbon import (
+    CodecarbonMeter,
+    CpuFacts,
+    quota_share,
+    read_cpu_facts,
+    read_cpu_quota,
+    vm_socket_share,
+)
 from co2gate.measure.interface import Component, MeterError, Method
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,9 +80,12 @@ def test_real_codecarbon_measures_cpu_and_ram(
     assert parts[Component.CPU].energy_kwh > 0
     assert parts[Component.RAM].energy_kwh > 0
     rapl = Path("/sys/class/powercap/intel-rapl").exists()
-    assert parts[Component.CPU].method in (
-        (Method.RAPL,) if rapl else (Method.TDP_LOAD_ESTIMATE, Method.VM_SHARE_ESTIMATE)
-    )
+    if quota_share(read_cpu_quota(), os.cpu_count() or 1) is not None:  # in a container
+        assert parts[Component.CPU].method is Method.CGROUP_QUOTA_SHARE
+    else:
+        assert parts[Component.CPU].method in (
+            (Method.RAPL,) if rapl else (Method.TDP_LOAD_ESTIMATE, Method.VM_SHARE_ESTIMATE)
+        )
     assert parts[Component.RAM].method is Method.RAM_SIZE_ESTIMATE
     assert 1.4 < parts[Component.CPU].window_s < 5
     assert reading.host["cpu_model"]

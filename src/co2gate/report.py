@@ -186,8 +186,8 @@ ABOUT: Final[dict[Method, str]] = {
     Method.VM_SHARE_ESTIMATE: "codecarbon's TDP-and-load estimate scaled to this VM's share "
     "of the socket; published models agree only within about +-20-40% on a VM",
     Method.CGROUP_QUOTA_SHARE: "the machine's CPU figure (RAPL or codecarbon's estimate) "
-    "times the container's CPU quota over the host's CPUs (cgroup v2 cpu.max): the quota "
-    "caps the job's CPU time, it does not say it was used",
+    "times the container's share of the host's CPUs (its cgroup v2 cpu.max quota over the "
+    "host's CPUs): the quota caps the job's CPU time, it does not say it was used",
     Method.RAM_SIZE_ESTIMATE: "codecarbon's constant 5 W per DIMM of installed RAM, "
     "whatever the use",
     Method.CODECARBON: "codecarbon's own figure from your emissions.csv, which does not say "

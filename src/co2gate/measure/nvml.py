@@ -307,6 +307,7 @@ class NvmlMeter(Meter):
         self._nvidia_visible = nvidia_visible_devices
         self._job_pid = os.getpid() if job_pid is None else job_pid  # its tree is the job
         self._job_pids: set[int] = set()
+        self._strangers: set[int] = set()  # pids seen on a GPU that are not the job's
         self._interval_s = interval_s
         self._lock = threading.Lock()
         self._stop_event = threading.Event()
@@ -397,8 +398,10 @@ class NvmlMeter(Meter):
             if sm <= 0:
                 continue
             pid = int(sample.pid)
-            if pid not in self._job_pids:  # a new process of the job, or a stranger
-                self._job_pids = process_tree(self._job_pid)
+            if pid not in self._job_pids and pid not in self._strangers:
+                self._job_pids = process_tree(self._job_pid)  # a new process of the job?
+                if pid not in self._job_pids:
+                    self._strangers.add(pid)
             all_ += sm
             if pid in self._job_pids:
                 job += sm
@@ -422,6 +425,7 @@ class NvmlMeter(Meter):
         """Read one GPU; on an NVML error keep its figures so far, stop watching it, note it."""
         nvml = self._nvml
         where = f"GPU {gpu.index} ({gpu.name})"
+        self._processes(gpu)  # first: the window's end is the energy read, not this one
         try:
             if gpu.has_counter:
                 counter = int(_call(nvml, "nvmlDeviceGetTotalEnergyConsumption", where, gpu.handle))
@@ -466,7 +470,6 @@ class NvmlMeter(Meter):
             if util_error is not None:
                 gpu.util_on = False
                 self._notes.append(f"{util_error}; utilisation not sampled after that")
-        self._processes(gpu)
 
     def so_far(self) -> float | None:
         """GPU energy since start() as of the sampling thread's last reading (every interval_s).
