@@ -394,6 +394,7 @@ class NvmlMeter(Meter):
             return
         job = all_ = 0.0
         for sample in samples:
+            gpu.proc_ts = max(gpu.proc_ts, int(sample.timeStamp))
             sm = float(sample.smUtil)
             if sm <= 0:
                 continue
@@ -405,7 +406,6 @@ class NvmlMeter(Meter):
             all_ += sm
             if pid in self._job_pids:
                 job += sm
-            gpu.proc_ts = max(gpu.proc_ts, int(sample.timeStamp))
         with self._lock:
             gpu.job_sm += job
             gpu.all_sm += all_
