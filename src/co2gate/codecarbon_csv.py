@@ -279,7 +279,7 @@ def _measurement(
         host=MappingProxyType({}),
         notes=tuple(_notes(runs, layout, short, stated, pue, path)),
         ci=_ci(ci),
-        energy_kwh_range=EnergyRange(*spans, total=span_total),
+        energy_kwh_range=EnergyRange(spans[0], spans[1], spans[2], total=span_total),
         # codecarbon's own kg, by the method's and the intensity's factors
         emissions_kg_range=(kg * width.low * grid.low, kg * width.high * grid.high),
     )

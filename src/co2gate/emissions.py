@@ -164,7 +164,7 @@ def build(
         host=MappingProxyType(host),
         notes=tuple(said),
         ci=_ci(ci),
-        energy_kwh_range=EnergyRange(*spans, total=span_total),
+        energy_kwh_range=EnergyRange(spans[0], spans[1], spans[2], total=span_total),
         emissions_kg_range=uncertainty.emissions_bounds(span_total, pue, intensity.g_per_kwh),
     )
     return dataclasses.replace(measurement, sci=sci(measurement, embodied or Embodied()))

@@ -101,7 +101,8 @@ class EnergyRange(PerComponent[Bounds]):
     @classmethod
     def exact(cls, energy: Energy) -> EnergyRange:
         """No width: each figure as its own bounds (a file from before co2gate wrote ranges)."""
-        return cls(*((kwh, kwh) for _, kwh in energy.items()), total=(energy.total, energy.total))
+        e = energy
+        return cls((e.cpu, e.cpu), (e.gpu, e.gpu), (e.ram, e.ram), total=(e.total, e.total))
 
     def to_json(self) -> dict[str, list[float]]:
         return {c.value: list(b) for c, b in self.items()} | {"total": list(self.total)}
