@@ -395,8 +395,10 @@ class Measurement:
         }
         if self.sci is not None:
             doc["sci"] = self.sci.to_json()
-        doc["energy_kwh_range"] = self.energy_bounds.to_json()
-        doc["emissions_kg_range"] = list(self.emissions_bounds)
+        if self.energy_kwh_range is not None:
+            doc["energy_kwh_range"] = self.energy_kwh_range.to_json()
+        if self.emissions_kg_range is not None:
+            doc["emissions_kg_range"] = list(self.emissions_kg_range)
         return doc
 
     @classmethod
