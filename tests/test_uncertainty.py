@@ -187,9 +187,7 @@ def test_a_measured_run_carries_ranges_from_its_methods(co2gate: CliRun, tmp_pat
     for component in Component:
         kwh = m.energy_kwh.of(component)
         width = uncertainty.WIDTHS[m.methods.of(component)]
-        assert m.energy_bounds.of(component) == pytest.approx(
-            (kwh * width.low, kwh * width.high)
-        )
+        assert m.energy_bounds.of(component) == pytest.approx((kwh * width.low, kwh * width.high))
     low, high = m.emissions_bounds
     assert low <= m.emissions_kg <= high
     assert low == pytest.approx(m.energy_bounds.total[0] * m.pue * 400 * 0.7 / 1000)
@@ -253,8 +251,7 @@ def budget_text(gate_on: str | None, limit: float = 0.04) -> str:
     return (
         "version: 1\nannual_budget_kg: 1\nallocations: {training: 0.7}\n"
         f"limits: {{training: {limit}}}\nlocation: {{intensity: 1000}}\n"
-        "ledger: {backend: file, path: ledger}\n"
-        + (f"gate_on: {gate_on}\n" if gate_on else "")
+        "ledger: {backend: file, path: ledger}\n" + (f"gate_on: {gate_on}\n" if gate_on else "")
     )
 
 
