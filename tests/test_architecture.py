@@ -37,6 +37,7 @@ def below_the_application() -> list[Path]:
     files = [p for room in rooms for p in sorted(room.glob("*.py"))]
     singles = ("budget", "intensity", "units", "errors", "runner", "guard", "emissions", "sci")
     singles += ("codecarbon_csv",)  # beside emissions: the reader of codecarbon's files
+    singles += ("uncertainty",)
     return files + [SRC / f"{name}.py" for name in singles]
 
 

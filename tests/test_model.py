@@ -253,6 +253,8 @@ def test_to_json_keeps_the_documents_shape(tmp_path: Path) -> None:
         "notes",
         "ci",
         "sci",
+        "energy_kwh_range",
+        "emissions_kg_range",
     ]
     assert shape(doc["run"]) == [
         ("id", "str"),

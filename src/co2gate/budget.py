@@ -34,6 +34,7 @@ __all__ = [
     "Budget",
     "BudgetError",
     "Decision",
+    "GateOn",
     "LedgerBackend",
     "LedgerConfig",
     "OnExceed",
@@ -82,6 +83,13 @@ class OnExceed(str, enum.Enum):
     WARN = "warn"
 
 
+class GateOn(str, enum.Enum):
+    """Which figure of a run's ~90% interval the gate compares with the budget."""
+
+    ESTIMATE = "estimate"  # the run's figure itself
+    UPPER = "upper"  # the high end of its interval: pass only when even that fits
+
+
 class LedgerBackend(str, enum.Enum):
     """Where the usage ledger lives."""
 
@@ -128,6 +136,7 @@ class Budget:
     limits: Mapping[str, float] = field(default_factory=dict)  # workload -> kg for one run
     warn_at: float = 0.8
     on_exceed: OnExceed = OnExceed.FAIL
+    gate_on: GateOn = GateOn.ESTIMATE
     regression_max_increase: float | None = None
     inference_requests_per_year: float | None = None
     location: intensity.Location = field(default_factory=intensity.Location)
@@ -547,6 +556,7 @@ _TOP_KEYS: Final = (
     "limits",
     "warn_at",
     "on_exceed",
+    "gate_on",
     "regression",
     "inference",
     "location",
@@ -586,6 +596,7 @@ def _budget(doc: Mapping[Any, Any], source: str) -> Budget:
     inference = _section(top.get("inference"), "inference", ("requests_per_year",))
     warn_at = top.get("warn_at")
     on_exceed = top.get("on_exceed")
+    gate_on = top.get("gate_on")
     return Budget(
         version=version,
         annual_budget_kg=_positive(top["annual_budget_kg"], "annual_budget_kg"),
@@ -594,6 +605,7 @@ def _budget(doc: Mapping[Any, Any], source: str) -> Budget:
         limits=_limits(top.get("limits"), allocations),
         warn_at=0.8 if warn_at is None else _fraction(warn_at, "warn_at", zero=False),
         on_exceed=OnExceed.FAIL if on_exceed is None else _choice(on_exceed, "on_exceed", OnExceed),
+        gate_on=GateOn.ESTIMATE if gate_on is None else _choice(gate_on, "gate_on", GateOn),
         regression_max_increase=_optional_positive(
             regression.get("max_increase"), "regression.max_increase"
         ),
@@ -751,21 +763,34 @@ def _failures(
     per_request_kg: float | None,
     max_kg: float | None,
     stopped_by_guard: tuple[float, float] | None,
+    upper: tuple[float, float] | None = None,
 ) -> list[str]:
-    """A sentence for each rule of the verdict (README: The verdict) that this run breaks."""
+    """A sentence for each rule of the verdict (README: The verdict) that this run breaks.
+
+    `upper` (gate_on: upper): (the year's use with the run's high end, the high end), which
+    the allocation and the per-run limit are checked against instead of the estimates.
+    """
     broken = []
-    if after_kg > allocation:
-        broken.append(f"That exceeds the {fmt.mass(allocation)} {category} allocation.")
+    gated_after, gated_run = upper or (after_kg, run_kg)
+    what = "the run's high end" if upper else "the run's"
+    if gated_after > allocation:
+        broken.append(
+            f"That exceeds the {fmt.mass(allocation)} {category} allocation."
+            if upper is None
+            else f"With {what} of {fmt.mass(gated_run)} the year reaches "
+            f"{fmt.mass(gated_after)}: that exceeds the {fmt.mass(allocation)} {category} "
+            "allocation."
+        )
     if stopped_by_guard is not None:
         at_kg, cap_kg = stopped_by_guard
         broken.append(
             f"Stopped by the guard at {fmt.mass(at_kg)}, the limit is {fmt.mass(cap_kg)}."
         )
     limit = run_limit_kg(budget, category, max_kg)
-    if limit is not None and run_kg > limit:
+    if limit is not None and gated_run > limit:
         broken.append(
-            f"The run's {fmt.mass(run_kg)} exceeds the {fmt.mass(limit)} limit for one "
-            f"{category} run."
+            f"The run's {'high end ' if upper else ''}{fmt.mass(gated_run)} exceeds the "
+            f"{fmt.mass(limit)} limit for one {category} run."
         )
     most = budget.regression_max_increase
     if is_pull_request and base_run_kg is not None and most is not None:
@@ -788,6 +813,33 @@ def _failures(
     return broken
 
 
+def _high_end_notes(
+    budget: Budget,
+    category: str,
+    allocation: float,
+    used_before_kg: float,
+    run_kg: float,
+    high_kg: float,
+    max_kg: float | None,
+) -> list[str]:
+    """gate_on: estimate: where only the high end of the run's range crosses a line, say so."""
+    said = []
+    if used_before_kg + run_kg <= allocation < used_before_kg + high_kg:
+        said.append(
+            f"The high end of the run's range, {fmt.mass(high_kg)}, would take {category} to "
+            f"{fmt.mass(used_before_kg + high_kg)}, over its {fmt.mass(allocation)} allocation; "
+            "gate_on: estimate gates on the estimate."
+        )
+    limit = run_limit_kg(budget, category, max_kg)
+    if limit is not None and run_kg <= limit < high_kg:
+        said.append(
+            f"The high end of the run's range, {fmt.mass(high_kg)}, exceeds the "
+            f"{fmt.mass(limit)} limit for one {category} run; gate_on: estimate gates on the "
+            "estimate."
+        )
+    return said
+
+
 def decide(
     budget: Budget,
     category: str,
@@ -799,12 +851,15 @@ def decide(
     per_request_kg: float | None = None,
     max_kg: float | None = None,
     stopped_by_guard: tuple[float, float] | None = None,
+    run_range_kg: tuple[float, float] | None = None,
 ) -> Decision:
     """The verdict for one run of `category` after `used_before_kg` this budget year.
 
     max_kg is a per-run limit given for this run (`run --max-kg`), which applies where it
     is below limits[category]; stopped_by_guard is (kg when the live guard stopped the run,
-    the limit it enforced), a failure of its own.
+    the limit it enforced), a failure of its own. run_range_kg is the run's ~90% interval
+    [low, high]: with gate_on: upper the allocation, the limit and the warning level are
+    checked on its high end (the year's earlier runs count at their estimates).
     """
     _check_inputs(
         used_before_kg=used_before_kg,
@@ -812,14 +867,27 @@ def decide(
         base_run_kg=base_run_kg,
         per_request_kg=per_request_kg,
         max_kg=max_kg,
+        run_low_kg=run_range_kg[0] if run_range_kg else None,
+        run_high_kg=run_range_kg[1] if run_range_kg else None,
     )
     allocation = allocation_kg(budget, category)
     after = used_before_kg + run_kg
+    low_kg, high_kg = run_range_kg or (run_kg, run_kg)
+    high_kg = max(high_kg, run_kg)
+    span = f" ({fmt.mass_range(low_kg, high_kg)})" if high_kg > low_kg else ""
     reasons = [
         f"{category} had used {fmt.mass(used_before_kg)} of its {fmt.mass(allocation)} allocation "
-        f"{_standing(used_before_kg, allocation)}; this run's {fmt.mass(run_kg)} brings it to "
-        f"{fmt.mass(after)} {_standing(after, allocation)}."
+        f"{_standing(used_before_kg, allocation)}; this run's {fmt.mass(run_kg)}{span} brings it "
+        f"to {fmt.mass(after)} {_standing(after, allocation)}."
     ]
+    upper = None
+    if budget.gate_on is GateOn.UPPER:
+        upper = (used_before_kg + high_kg, high_kg)
+        reasons.append(
+            f"gate_on: upper: the high end of the run's range, {fmt.mass(high_kg)}, decides "
+            f"the verdict, not its estimate {fmt.mass(run_kg)}."
+        )
+    gated_after = upper[0] if upper else after
     broken = _failures(
         budget,
         category,
@@ -831,7 +899,12 @@ def decide(
         per_request_kg,
         max_kg,
         stopped_by_guard,
+        upper,
     )
+    if upper is None and high_kg > run_kg:
+        reasons += _high_end_notes(
+            budget, category, allocation, used_before_kg, run_kg, high_kg, max_kg
+        )
     warn_line = budget.warn_at * allocation
     if broken:
         verdict = Verdict.FAIL
@@ -839,7 +912,7 @@ def decide(
         if budget.on_exceed is OnExceed.WARN:
             verdict = Verdict.WARN
             reasons.append("on_exceed: warn let it through: the check warns instead of failing.")
-    elif after >= warn_line:
+    elif gated_after >= warn_line:
         verdict = Verdict.WARN
         reasons.append(
             f"That reaches the {fmt.pct(budget.warn_at)} warning level ({fmt.mass(warn_line)})."
@@ -881,6 +954,8 @@ limits:                       # optional: the most one run of a workload may emi
 
 warn_at: 0.8                  # warn once a workload has used this share of its allocation
 on_exceed: fail               # fail | warn: what an exceeded budget does to the check
+# gate_on: upper              # estimate (default) | upper: gate on the high end of each
+#                             # run's ~90% range, so only a run that surely fits passes
 
 # regression:
 #   max_increase: 0.2         # fail a PR whose run emits 20% more than the base branch's

@@ -27,12 +27,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
-from co2gate import model, units
+from co2gate import model, uncertainty, units
 from co2gate.labels import RunLabels
 from co2gate.measure.interface import Component, Method
 from co2gate.model import (
     CiInfo,
     Energy,
+    EnergyRange,
     Measurement,
     MeasurementError,
     PerComponent,
@@ -238,6 +239,11 @@ def _measurement(
     kg = sum(run.kg for run in runs)
     duration = sum(run.duration_s for run in runs)
     requests = labels.requests
+    spans = [uncertainty.energy_bounds(kwh, method) for kwh in (cpu, gpu, ram)]
+    # One width for every part, so the total's bounds are its parts' summed; taken from the
+    # total itself, which a file without a split has alone and which need not be the parts' sum
+    span_total = uncertainty.energy_bounds(total, method)
+    width, grid = uncertainty.WIDTHS[method], uncertainty.INTENSITY
     measurement = Measurement(
         run=Run(
             id=_run_id(runs),
@@ -273,6 +279,9 @@ def _measurement(
         host=MappingProxyType({}),
         notes=tuple(_notes(runs, layout, short, stated, pue, path)),
         ci=_ci(ci),
+        energy_kwh_range=EnergyRange(spans[0], spans[1], spans[2], total=span_total),
+        # codecarbon's own kg, by the method's and the intensity's factors
+        emissions_kg_range=(kg * width.low * grid.low, kg * width.high * grid.high),
     )
     # Held to the bounds of a co2gate file; a broken one is refused in one line naming it.
     return Measurement.from_json(measurement.to_json(), str(path))

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
-from co2gate import __version__, codecarbon_csv, fmt, units
+from co2gate import __version__, codecarbon_csv, fmt, uncertainty, units
 from co2gate.guard import GuardStop
 from co2gate.intensity import Intensity
 from co2gate.labels import RunLabels
@@ -22,6 +22,7 @@ from co2gate.measure.interface import Component, Method
 from co2gate.model import (
     CiInfo,
     Energy,
+    EnergyRange,
     Gpu,
     GuardInfo,
     HostValue,
@@ -126,6 +127,8 @@ def build(
     host.setdefault("gpu_count", len(gpus))
     host["co2gate_version"] = __version__
     cpu, gpu_part, ram = (parts[c] for c in Component)
+    spans = [uncertainty.energy_bounds(p.energy_kwh, p.method) for p in (cpu, gpu_part, ram)]
+    span_total = uncertainty.total_bounds(spans)
     measurement = Measurement(
         run=Run(
             id=str(uuid4()),
@@ -161,6 +164,8 @@ def build(
         host=MappingProxyType(host),
         notes=tuple(said),
         ci=_ci(ci),
+        energy_kwh_range=EnergyRange(spans[0], spans[1], spans[2], total=span_total),
+        emissions_kg_range=uncertainty.emissions_bounds(span_total, pue, intensity.g_per_kwh),
     )
     return dataclasses.replace(measurement, sci=sci(measurement, embodied or Embodied()))
 

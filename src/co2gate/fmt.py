@@ -46,6 +46,15 @@ def mass(kg: float) -> str:
     return _scaled(kg, _MASS)
 
 
+def mass_range(low_kg: float, high_kg: float) -> str:
+    """A [low, high] interval of CO2e: "20-49 g", "800 g-1.2 kg" when the units differ."""
+    low, high = mass(low_kg), mass(high_kg)
+    low_num, _, low_unit = low.partition(" ")
+    if low_kg == 0 or low_unit == high.partition(" ")[2]:
+        return f"{low_num}-{high}"
+    return f"{low}-{high}"
+
+
 def energy(kwh: float) -> str:
     """Energy as mWh, Wh, kWh or MWh: 78.8 mWh, 289 MWh."""
     return _scaled(kwh, _ENERGY)

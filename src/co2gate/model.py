@@ -89,6 +89,25 @@ class Energy(PerComponent[float]):
     total: float
 
 
+Bounds: TypeAlias = tuple[float, float]  # [low, high] of a ~90% interval (uncertainty.py)
+
+
+@dataclass(frozen=True)
+class EnergyRange(PerComponent[Bounds]):
+    """[low, high] kWh per component and in total (the components' bounds summed)."""
+
+    total: Bounds
+
+    @classmethod
+    def exact(cls, energy: Energy) -> EnergyRange:
+        """No width: each figure as its own bounds (a file from before co2gate wrote ranges)."""
+        e = energy
+        return cls((e.cpu, e.cpu), (e.gpu, e.gpu), (e.ram, e.ram), total=(e.total, e.total))
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {c.value: list(b) for c, b in self.items()} | {"total": list(self.total)}
+
+
 @dataclass(frozen=True)
 class GuardInfo:
     """What the live guard did when it stopped the run."""
@@ -337,6 +356,19 @@ class Measurement:
     notes: tuple[str, ...]
     ci: CiInfo | None
     sci: Sci | None = None  # None: a file from before co2gate wrote it, or a codecarbon CSV
+    # ~90% intervals (uncertainty.py); None: no width known, read as [figure, figure]
+    energy_kwh_range: EnergyRange | None = None
+    emissions_kg_range: Bounds | None = None
+
+    @property
+    def energy_bounds(self) -> EnergyRange:
+        """energy_kwh_range, or each figure as its own bounds."""
+        return self.energy_kwh_range or EnergyRange.exact(self.energy_kwh)
+
+    @property
+    def emissions_bounds(self) -> Bounds:
+        """emissions_kg_range, or [emissions_kg, emissions_kg]."""
+        return self.emissions_kg_range or (self.emissions_kg, self.emissions_kg)
 
     def to_json(self) -> dict[str, Any]:
         """The emissions.json document, key for key as emissions.build has always written it."""
@@ -363,6 +395,10 @@ class Measurement:
         }
         if self.sci is not None:
             doc["sci"] = self.sci.to_json()
+        if self.energy_kwh_range is not None:
+            doc["energy_kwh_range"] = self.energy_kwh_range.to_json()
+        if self.emissions_kg_range is not None:
+            doc["emissions_kg_range"] = list(self.emissions_kg_range)
         return doc
 
     @classmethod
@@ -610,9 +646,11 @@ class _Reader:
         if schema != SCHEMA:
             self.fail("schema", f"{_show(schema)} is not {SCHEMA!r}: not a co2gate emissions.json")
         methods = self.per_component(doc, "methods", self.method)
+        energy = self.energy(doc)
+        emissions_kg = self.number(*doc.need("emissions_kg"), 0.0, MAX_KG)
         return Measurement(
             run=self.run(*doc.need("run")),
-            energy_kwh=self.energy(doc),
+            energy_kwh=energy,
             power_w=self.per_component(doc, "power_w", self._watts),
             methods=methods,
             coverage=self.coverage(*doc.may("coverage")),
@@ -622,7 +660,7 @@ class _Reader:
             ),
             intensity_source=self.text(*doc.need("intensity_source"), MAX_TEXT, empty=False),
             location=self.place(*doc.may("location")),
-            emissions_kg=self.number(*doc.need("emissions_kg"), 0.0, MAX_KG),
+            emissions_kg=emissions_kg,
             gpus=self.gpus(*doc.may("gpus"), methods.gpu),
             requests=self.maybe_integer(*doc.may("requests"), 1, MAX_REQUESTS),
             per_request_g=self.maybe_number(*doc.may("per_request_g"), 0.0, MAX_PER_REQUEST),
@@ -634,6 +672,10 @@ class _Reader:
             ),
             ci=self.ci(*doc.may("ci")),
             sci=self.sci(*doc.may("sci")),
+            energy_kwh_range=self.energy_range(*doc.may("energy_kwh_range"), energy),
+            emissions_kg_range=self.maybe_bounds(
+                *doc.may("emissions_kg_range"), emissions_kg, MAX_KG
+            ),
         )
 
     def _kwh(self, value: object, path: str) -> float:
@@ -699,6 +741,32 @@ class _Reader:
         parts = self.per_component(doc, "energy_kwh", self._kwh)
         total = self.mapping(*doc.need("energy_kwh")).need("total")
         return Energy(parts.cpu, parts.gpu, parts.ram, total=self._kwh(*total))
+
+    def bounds(self, value: object, path: str, figure: float, most: float) -> Bounds:
+        """[low, high], finite numbers from 0 to `most`, with low <= figure <= high."""
+        pair = self.array(value, path, 2)
+        if len(pair) != 2:
+            self.fail(path, f"{_show(value)} is not a pair [low, high]")
+        low = self.number(pair[0], f"{path}[0]", 0.0, most)
+        high = self.number(pair[1], f"{path}[1]", 0.0, most)
+        if not low <= figure <= high:
+            self.fail(path, f"[{_show(low)}, {_show(high)}] does not hold the figure {figure!r}")
+        return low, high
+
+    def maybe_bounds(self, value: object, path: str, figure: float, most: float) -> Bounds | None:
+        if value is None or value is _ABSENT:
+            return None
+        return self.bounds(value, path, figure, most)
+
+    def energy_range(self, value: object, path: str, energy: Energy) -> EnergyRange | None:
+        block = self.maybe_mapping(value, path)
+        if block is None:
+            return None
+        cpu, gpu, ram = (
+            self.bounds(*block.need(c.value), energy.of(c), MAX_KWH) for c in Component
+        )
+        total = self.bounds(*block.need("total"), energy.total, MAX_KWH)
+        return EnergyRange(cpu, gpu, ram, total=total)
 
     def coverage(self, value: object, path: str) -> PerComponent[float | None]:
         block = self.maybe_mapping(value, path)

@@ -233,6 +233,9 @@ def context(
         "energy_kwh": energy,
         "estimated": [p["component"] for p in parts if not p["measured"]],
         "emissions_kg": m.emissions_kg,
+        # [low, high] of the ~90% interval; equal bounds: a file without a range
+        "emissions_kg_range": list(m.emissions_bounds),
+        "energy_kwh_range": list(m.energy_bounds.total),
         "pue": m.pue,
         "intensity_g_per_kwh": m.intensity_g_per_kwh,
         "intensity_source": m.intensity_source,
@@ -442,6 +445,7 @@ def environment(template_dir: Path | None = None) -> jinja2.Environment:
     )
     env.filters.update(
         kg=lambda kg: Markup(fmt.mass(kg)),
+        kg_range=lambda bounds: Markup(fmt.mass_range(bounds[0], bounds[1])),
         kwh=lambda kwh: Markup(fmt.energy(kwh)),
         w=lambda w: Markup(fmt.power(w)),
         pct=lambda fraction, digits=1: Markup(fmt.pct(fraction, digits)),

@@ -22,7 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from co2gate import fmt, gpus, intensity, units
+from co2gate import fmt, gpus, intensity, uncertainty, units
 from co2gate.budget import CATEGORY, Budget
 from co2gate.emissions import place_of
 from co2gate.errors import InputError
@@ -294,6 +294,9 @@ def priced(
             intensity_source=price.source,
             location=place_of(price),
             emissions_kg=kg,
+            emissions_kg_range=uncertainty.emissions_bounds(
+                m.energy_bounds.total, pue, price.g_per_kwh
+            ),
             per_request_g=kg * 1000.0 / m.requests if m.requests else None,
         )
         repriced = dataclasses.replace(repriced, sci=sci(repriced, budget.embodied))

@@ -101,6 +101,7 @@ def gate(
         per_request_kg=run_kg / m.requests if m.requests else None,
         max_kg=m.run.limit_kg,
         stopped_by_guard=(guard.stopped_at_kg, guard.limit_kg) if guard else None,
+        run_range_kg=m.emissions_bounds,
     )
     recorded = key is not None and any(entry_key(e) == key for e in entries)
     failed = record and entry is None
