@@ -58,6 +58,15 @@ _RAM = (
     "a constant per installed size (codecarbon: 5 W per DIMM; about 3 W per 8 GB elsewhere), "
     "whatever the use: -50%/+100%"
 )
+_PROCESS_SHARE = (
+    "the job's share of NVML's per-process SM-utilisation samples applied to the GPU's energy: "
+    "utilisation is time on the SMs, not power, and the samples are coarse, so the share is "
+    "taken as wide as a model: +-40%"
+)
+_QUOTA_SHARE = (
+    "a cgroup CPU quota's share (quota CPUs / host CPUs) of the host's CPU figure: the quota "
+    "caps CPU time, not power, and the figure under it is often the TDP model: +-40%"
+)
 
 # The factors behind each method's ~90% interval; a test checks every Method is here.
 WIDTHS: Final[Mapping[Method, Width]] = MappingProxyType(
@@ -68,6 +77,8 @@ WIDTHS: Final[Mapping[Method, Width]] = MappingProxyType(
         Method.TDP_LOAD_ESTIMATE: Width(0.6, 1.4, _TDP),
         Method.VM_SHARE_ESTIMATE: Width(0.6, 1.4, _VM),
         Method.RAM_SIZE_ESTIMATE: Width(0.5, 2.0, _RAM),
+        Method.NVML_PROCESS_SHARE: Width(0.6, 1.4, _PROCESS_SHARE),
+        Method.CGROUP_QUOTA_SHARE: Width(0.6, 1.4, _QUOTA_SHARE),
         Method.USER_CONSTANT: Width(
             1.0, 1.0, "given by the user: co2gate takes it as stated and cannot judge it"
         ),
