@@ -135,9 +135,10 @@ def test_the_example_measured_end_to_end(tmp_path: Path) -> None:
     assert doc["methods"]["cpu"] in ("rapl", "tdp-load-estimate", "vm-share-estimate")
     assert doc["methods"]["ram"] == "ram-size-estimate"
     assert doc["methods"]["gpu"] in ("none", "nvml-energy-counter", "nvml-power-sampling")
-    # How much codecarbon watched depends on how busy the machine is; that the figure is
-    # there and the report owns up to the extrapolated rest does not.
-    assert 0 < doc["coverage"]["cpu"] <= 1
+    # How much codecarbon watched depends on how busy the machine is (on a loaded 2-core
+    # machine its start can outlast this 2 s command: coverage 0, figures from the window
+    # after it); that the figure is there and the report owns up to the extrapolation does not.
+    assert 0 <= doc["coverage"]["cpu"] <= 1
     if doc["coverage"]["cpu"] < 0.99:
         assert any("extrapolated" in note for note in doc["notes"])
     assert doc["intensity_source"].startswith("codecarbon ")
