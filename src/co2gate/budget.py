@@ -931,6 +931,8 @@ on_exceed: fail               # fail | warn: what an exceeded budget does to the
 
 # regression:
 #   max_increase: 0.2         # fail a PR whose run emits 20% more than the base branch's
+#   runs: 5                   # ... last 5 runs of its label (their median; 1-100)
+#   confidence: 0.9           # ... beyond noise: a bootstrap lower bound at 90% (0.5-0.999)
 # inference:
 #   requests_per_year: 3.65e8 # projects an inference run's per-request figure to a year
 
