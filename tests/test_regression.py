@@ -111,10 +111,12 @@ def test_no_base_run_or_a_zero_one_is_no_comparison() -> None:
 # -------------------------------------------------------------------- the verdict's reasons
 
 
+HEAD = "version: 1\nannual_budget_kg: 1000\nallocations: {training: 1}\n"
+
+
 def budget(**regression_keys: float) -> Budget:
     keys = ", ".join(f"{k}: {v}" for k, v in regression_keys.items())
-    text = f"version: 1\nannual_budget_kg: 1000\nallocations: {{training: 1}}\nregression: {{{keys}}}\n"
-    return parse(text, "b.yml")
+    return parse(f"{HEAD}regression: {{{keys}}}\n", "b.yml")
 
 
 def test_the_verdict_states_the_increase_its_interval_and_the_outcome() -> None:
@@ -172,7 +174,7 @@ def test_defaults() -> None:
     ],
 )
 def test_bad_settings_are_refused_naming_the_key(keys: str, said: str) -> None:
-    text = f"version: 1\nannual_budget_kg: 1\nallocations: {{training: 1}}\nregression: {{max_increase: 0.1, {keys}}}\n"
+    text = f"{HEAD}regression: {{max_increase: 0.1, {keys}}}\n"
     with pytest.raises(BudgetError) as e:
         parse(text, "b.yml")
     message = str(e.value)
@@ -211,7 +213,9 @@ def _git(root: Path, *args: str) -> None:
     subprocess.run(["git", "-C", str(root), *who, *args], check=True, capture_output=True)
 
 
-def _base_entries(root: Path, kgs: list[float]) -> None:
+def _base_entries(
+    root: Path, kgs: list[float], units: float | None = None, unit: str | None = None
+) -> None:
     """The base branch's runs of label `train`, as earlier push runs recorded them."""
     now = datetime.now(timezone.utc)
     for i, kg in enumerate(kgs):
@@ -232,6 +236,8 @@ def _base_entries(root: Path, kgs: list[float]) -> None:
             "event": "push",
             "pr": None,
         }
+        if units is not None:
+            entry |= {"units": units, "unit": unit}
         entry = {"key": entry_key(entry), **entry}
         shard = root / "ledger" / ended[:4] / f"{ended[5:7]}.jsonl"
         shard.parent.mkdir(parents=True, exist_ok=True)
@@ -310,3 +316,86 @@ def test_a_pr_with_two_base_runs_is_compared_with_the_latest_and_says_so(
     reasons = _verdict(root)["reasons"]
     assert isinstance(reasons, list)
     assert any("Only 2 base runs" in r and "single comparison" in r for r in reasons), reasons
+
+
+# ------------------------------------------------------------------------ units of work
+
+
+def test_a_pr_is_compared_per_unit_of_work_where_both_sides_counted_it(
+    co2gate: CliRun, pr: tuple[Path, dict[str, str]]
+) -> None:
+    """The base runs emitted 100 kg each, but over 1e12 tokens: 0.1 µg a token. A one-second
+    run over 1 token is far lighter in total and far heavier per token: it fails."""
+    root, env = pr
+    _base_entries(root, [100.0] * 5, units=1e12, unit="tokens")
+    args = ("run", "--label", "train", "--units", "1", "--unit", "tokens", "--", PY, "-c", "pass")
+    result = co2gate(*args, env=env)
+    assert result.returncode == 1, result.stderr
+    reasons = _verdict(root)["reasons"]
+    assert isinstance(reasons, list)
+    assert any("last 5 runs" in r and "per token" in r and "fails" in r for r in reasons)
+    doc = json.loads((root / "co2gate-report" / "emissions.json").read_text())
+    assert (doc["requests"], doc["unit"]) == (1, "tokens")
+    recorded = [
+        json.loads(line)
+        for shard in (root / "ledger").rglob("*.jsonl")
+        for line in shard.read_text().splitlines()
+    ]
+    assert [(e["units"], e["unit"]) for e in recorded if e["run_id"] == "77"] == [(1, "tokens")]
+
+
+def test_without_base_runs_of_the_same_unit_the_totals_are_compared(
+    co2gate: CliRun, pr: tuple[Path, dict[str, str]]
+) -> None:
+    root, env = pr
+    _base_entries(root, [100.0] * 5, units=1e12, unit="samples")  # another unit: totals
+    args = ("run", "--label", "train", "--units", "1", "--unit", "tokens", "--", PY, "-c", "pass")
+    result = co2gate(*args, env=env)
+    assert result.returncode == 0, result.stderr
+    reasons = _verdict(root)["reasons"]
+    assert isinstance(reasons, list)
+    assert any("last 5 runs (100 kg)" in r and "per " not in r for r in reasons), reasons
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (("--requests", "5", "--units", "5", "--unit", "tokens"), "--requests and --units"),
+        (("--units", "5"), "--units N and --unit"),
+        (("--unit", "steps"), "--units N and --unit"),
+    ],
+)
+@pytest.mark.parametrize("command", ["measure", "run"])
+def test_units_are_one_figure_given_one_way(
+    co2gate: CliRun, tmp_path: Path, command: str, options: tuple[str, ...], said: str
+) -> None:
+    marker = tmp_path / "ran"
+    args = (command, "--out", str(tmp_path / "out"), *options, "--", PY, "-c")
+    result = co2gate(*args, f"open({str(marker)!r}, 'w')")
+    assert result.returncode == 2 and not marker.exists()  # refused before the command ran
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and said in lines[0], result.stderr
+
+
+def test_check_refuses_both_too(co2gate: CliRun, tmp_path: Path) -> None:
+    result = co2gate("check", "--requests", "5", "--units", "5", "--unit", "samples", "x.csv")
+    assert result.returncode == 2 and "--requests and --units" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_emissions_json_keeps_the_unit_and_old_files_have_none(
+    co2gate: CliRun, tmp_path: Path
+) -> None:
+    from co2gate.model import Measurement, MeasurementError
+
+    out = tmp_path / "out"
+    args = ("measure", "--out", str(out), "--units", "64", "--unit", "samples", "--", PY, "-c", "")
+    assert co2gate(*args).returncode == 0
+    doc = json.loads((out / "emissions.json").read_text())
+    m = Measurement.from_json(doc, "new.json")
+    assert (m.requests, m.unit) == (64, "samples") and m.to_json() == doc
+    doc.pop("unit")  # a file from before --units: its count is of requests
+    assert Measurement.from_json(doc, "old.json").unit is None
+    doc["unit"] = "bananas"
+    with pytest.raises(MeasurementError, match="unit"):
+        Measurement.from_json(doc, "bad.json")

@@ -839,6 +839,7 @@ def decide(
     stopped_by_guard: tuple[float, float] | None = None,
     base_runs_kg: Sequence[float] = (),
     seed: str = "",
+    compared: regression.Check | None = None,
 ) -> Decision:
     """The verdict for one run of `category` after `used_before_kg` this budget year.
 
@@ -846,7 +847,8 @@ def decide(
     is below limits[category]; stopped_by_guard is (kg when the live guard stopped the run,
     the limit it enforced), a failure of its own. base_runs_kg are the base branch's runs of
     the label, oldest first (base_run_kg: its latest alone), for the regression rule
-    (regression_check), seeded by `seed`.
+    (regression_check), seeded by `seed`; or `compared`, the comparison already made (per
+    unit of work).
     """
     _check_inputs(
         used_before_kg=used_before_kg,
@@ -859,7 +861,8 @@ def decide(
     after = used_before_kg + run_kg
     if not base_runs_kg and base_run_kg is not None:
         base_runs_kg = (base_run_kg,)
-    compared = regression_check(budget, run_kg, base_runs_kg, seed)
+    if compared is None:
+        compared = regression_check(budget, run_kg, base_runs_kg, seed)
     reasons = [
         f"{category} had used {fmt.mass(used_before_kg)} of its {fmt.mass(allocation)} allocation "
         f"{_standing(used_before_kg, allocation)}; this run's {fmt.mass(run_kg)} brings it to "

@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any, Final, Generic, Literal, NoReturn, TypeAlias, TypeVar
 
 from co2gate.errors import InputError
+from co2gate.labels import UNITS
 from co2gate.measure.interface import Component, Method
 from co2gate.units import MAX_INTENSITY_G_PER_KWH, PUE_MAX, PUE_MIN
 
@@ -337,6 +338,7 @@ class Measurement:
     notes: tuple[str, ...]
     ci: CiInfo | None
     sci: Sci | None = None  # None: a file from before co2gate wrote it, or a codecarbon CSV
+    unit: str | None = None  # what `requests` counts (tokens, samples, steps); None: requests
 
     def to_json(self) -> dict[str, Any]:
         """The emissions.json document, key for key as emissions.build has always written it."""
@@ -363,6 +365,8 @@ class Measurement:
         }
         if self.sci is not None:
             doc["sci"] = self.sci.to_json()
+        if self.unit is not None:
+            doc["unit"] = self.unit
         return doc
 
     @classmethod
@@ -634,7 +638,15 @@ class _Reader:
             ),
             ci=self.ci(*doc.may("ci")),
             sci=self.sci(*doc.may("sci")),
+            unit=self.unit(*doc.may("unit")),
         )
+
+    def unit(self, value: object, path: str) -> str | None:
+        if value is None or value is _ABSENT:
+            return None
+        if value not in UNITS:
+            self.fail(path, f"{_show(value)} is not one of {', '.join(UNITS)}")
+        return str(value)
 
     def _kwh(self, value: object, path: str) -> float:
         return self.number(value, path, 0.0, MAX_KWH)

@@ -57,10 +57,15 @@ class Check:
     def failed(self) -> bool:
         return self.low > 1 + self.max_increase
 
+    @property
+    def per_unit(self) -> str | None:
+        """' per token': what the figures are per, as the text says it; None: per run."""
+        return f" per {_singular(self.per)}" if self.per else None
+
     def reason(self) -> str:
         """One sentence: the increase, its interval, and the verdict."""
         show = fmt.mass
-        per = f" per {_singular(self.per)}" if self.per else ""
+        per = self.per_unit or ""
         verdict = "fails" if self.failed else "passes"
         allowed = f"regression.max_increase allows {_signed(self.max_increase)}"
         if self.method is Method.LATEST:

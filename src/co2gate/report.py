@@ -320,7 +320,7 @@ def _per_request(
 
 def _verdict(gated: Gated, budget: Budget) -> dict[str, Any]:
     d = gated.decision
-    base = None
+    base: dict[str, Any] | None = None
     if gated.base_run_kg is not None:
         most = budget.regression_max_increase
         base = {
@@ -340,6 +340,7 @@ def _verdict(gated: Gated, budget: Budget) -> dict[str, Any]:
                 "high": check.high - 1,
                 "confidence": check.confidence,
                 "failed": check.failed,
+                "per": check.per_unit or "",
             }
     burn = None
     if gated.burn:
