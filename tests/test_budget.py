@@ -467,8 +467,9 @@ def test_regression_fails_only_a_pull_request_with_a_base() -> None:
     )
     d = decide(b, "training", 0, 12.1, base_run_kg=10, is_pull_request=True)
     assert d.reasons[1] == (
-        "The run's 12.1 kg exceeds the 12 kg that regression.max_increase allows: "
-        "20.0% more than the base branch's 10 kg."
+        "The run's 12.1 kg is +21.0% on the base branch's latest run (10 kg); "
+        "regression.max_increase allows +20.0% (up to 12 kg): fails. Only 1 base run in the "
+        "ledger, fewer than the 3 a noise-aware comparison needs, so this is a single comparison."
     )
 
 

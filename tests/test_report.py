@@ -237,8 +237,12 @@ def test_verdict_line_carries_the_deciding_numbers() -> None:
     failed = (GOLDEN / "comment-fail.md").read_text(encoding="utf-8")
     assert failed.startswith("### ❌ co2gate FAIL")
     assert "The run's 30 kg exceeds the 25 kg limit for one training run." in failed
-    # main's latest train run: 4.5 kg; 30 / 4.5 - 1 = +566.7%; the cap 4.5 x 1.2 = 5.4 kg.
-    assert "(+566.7%)" in failed and "allows up to 5.4 kg: ❌ exceeded" in failed
+    # main's latest train run: 4.5 kg; 30 / 4.5 - 1 = +566.7%. Its last 3 (40, 60, 4.5 kg):
+    # median 40 kg, 30 / 40 - 1 = -25%; resampled medians span 4.5..60 kg: -50% to +566.7%.
+    assert "(+566.7%)" in failed
+    assert "The median of its last 3 runs is 40 kg: this run is -25.0%" in failed
+    assert "(bootstrap interval -50.0% to +566.7%)" in failed
+    assert "not exceeded beyond noise" in failed
     warned = (GOLDEN / "comment-warn.md").read_text(encoding="utf-8")
     # 199.5 + 60 + 22 = 281.5 kg >= 0.8 x 350 = 280 kg.
     assert warned.startswith("### ⚠️ co2gate WARN") and "282 kg of 350 kg (80.4%)" in warned

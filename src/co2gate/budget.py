@@ -13,7 +13,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import yaml
     from yaml.nodes import MappingNode, Node
 
-from co2gate import fmt, intensity
+from co2gate import fmt, intensity, regression
 from co2gate.errors import InputError
 from co2gate.sci import EMBODIED_SOURCE, Embodied
 
@@ -138,6 +138,8 @@ class Budget:
     on_exceed: OnExceed = OnExceed.FAIL
     gate_on: GateOn = GateOn.ESTIMATE
     regression_max_increase: float | None = None
+    regression_runs: int = 5  # how many of the base branch's last runs the head is compared with
+    regression_confidence: float = 0.9  # of the bootstrap's lower bound on the increase
     inference_requests_per_year: float | None = None
     location: intensity.Location = field(default_factory=intensity.Location)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
@@ -196,6 +198,7 @@ class Gated:
     recorded: bool  # the run is in the ledger now (this time or before)
     notes: tuple[str, ...] = field(default=())
     base_run_kg: float | None = None  # the base branch's latest run of the label (PRs)
+    regression: regression.Check | None = None  # the regression rule's comparison (PRs)
     categories: tuple[CategoryUsage, ...] = ()
     # The run's category month by month this budget year, up to the run's month:
     # ("YYYY-MM", kg used by the end of that month, this run included).
@@ -381,6 +384,25 @@ def _non_negative(value: object, key: str) -> float:
 
 def _optional_positive(value: object, key: str) -> float | None:
     return None if value is None else _positive(value, key)
+
+
+def _runs(value: object) -> int:
+    key = "regression.runs"
+    if value is None:
+        return 5
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+        _fail(key, f"must be a whole number from 1 to 100, got {_show(value)}")
+    return value
+
+
+def _confidence(value: object) -> float:
+    key, want = "regression.confidence", "a number above 0.5 and below 0.999"
+    if value is None:
+        return 0.9
+    number = _number(value, key, want)
+    if not 0.5 < number < 0.999:
+        _fail(key, f"must be {want}, got {_show(value)}")
+    return number
 
 
 def _fraction(value: object, key: str, *, zero: bool) -> float:
@@ -592,7 +614,9 @@ def _budget(doc: Mapping[Any, Any], source: str) -> Budget:
     if top.get("annual_budget_kg") is None:
         _fail("annual_budget_kg", "missing: the CO2e budget for a year, in kg, e.g. 500")
     allocations = _allocations(top.get("allocations"))
-    regression = _section(top.get("regression"), "regression", ("max_increase",))
+    regression = _section(
+        top.get("regression"), "regression", ("max_increase", "runs", "confidence")
+    )
     inference = _section(top.get("inference"), "inference", ("requests_per_year",))
     warn_at = top.get("warn_at")
     on_exceed = top.get("on_exceed")
@@ -609,6 +633,8 @@ def _budget(doc: Mapping[Any, Any], source: str) -> Budget:
         regression_max_increase=_optional_positive(
             regression.get("max_increase"), "regression.max_increase"
         ),
+        regression_runs=_runs(regression.get("runs")),
+        regression_confidence=_confidence(regression.get("confidence")),
         inference_requests_per_year=_optional_positive(
             inference.get("requests_per_year"), "inference.requests_per_year"
         ),
@@ -758,7 +784,7 @@ def _failures(
     allocation: float,
     after_kg: float,
     run_kg: float,
-    base_run_kg: float | None,
+    compared: regression.Check | None,
     is_pull_request: bool,
     per_request_kg: float | None,
     max_kg: float | None,
@@ -792,15 +818,8 @@ def _failures(
             f"The run's {'high end ' if upper else ''}{fmt.mass(gated_run)} exceeds the "
             f"{fmt.mass(limit)} limit for one {category} run."
         )
-    most = budget.regression_max_increase
-    if is_pull_request and base_run_kg is not None and most is not None:
-        cap = base_run_kg * (1 + most)
-        if run_kg > cap:
-            broken.append(
-                f"The run's {fmt.mass(run_kg)} exceeds the {fmt.mass(cap)} that "
-                f"regression.max_increase allows: {fmt.pct(most)} more than the base branch's "
-                f"{fmt.mass(base_run_kg)}."
-            )
+    if is_pull_request and compared is not None and compared.failed:
+        broken.append(compared.reason())
     per_year = budget.inference_requests_per_year
     if category == "inference" and per_request_kg is not None and per_year is not None:
         projected = per_request_kg * per_year
@@ -840,6 +859,25 @@ def _high_end_notes(
     return said
 
 
+def regression_check(
+    budget: Budget, head: float, base_runs: Sequence[float], seed: str = "", per: str | None = None
+) -> regression.Check | None:
+    """The regression rule's comparison of `head` with the base runs (oldest first), under
+    the file's regression settings; None without max_increase or without a base run."""
+    most = budget.regression_max_increase
+    if most is None or not base_runs:
+        return None
+    return regression.check(
+        head,
+        base_runs,
+        max_increase=most,
+        runs=budget.regression_runs,
+        confidence=budget.regression_confidence,
+        seed=seed,
+        per=per,
+    )
+
+
 def decide(
     budget: Budget,
     category: str,
@@ -852,6 +890,9 @@ def decide(
     max_kg: float | None = None,
     stopped_by_guard: tuple[float, float] | None = None,
     run_range_kg: tuple[float, float] | None = None,
+    base_runs_kg: Sequence[float] = (),
+    seed: str = "",
+    compared: regression.Check | None = None,
 ) -> Decision:
     """The verdict for one run of `category` after `used_before_kg` this budget year.
 
@@ -859,7 +900,10 @@ def decide(
     is below limits[category]; stopped_by_guard is (kg when the live guard stopped the run,
     the limit it enforced), a failure of its own. run_range_kg is the run's ~90% interval
     [low, high]: with gate_on: upper the allocation, the limit and the warning level are
-    checked on its high end (the year's earlier runs count at their estimates).
+    checked on its high end (the year's earlier runs count at their estimates). base_runs_kg
+    are the base branch's runs of the label, oldest first (base_run_kg: its latest alone),
+    for the regression rule (regression_check), seeded by `seed`; or `compared`, the
+    comparison already made (per unit of work).
     """
     _check_inputs(
         used_before_kg=used_before_kg,
@@ -875,6 +919,10 @@ def decide(
     low_kg, high_kg = run_range_kg or (run_kg, run_kg)
     high_kg = max(high_kg, run_kg)
     span = f" ({fmt.mass_range(low_kg, high_kg)})" if high_kg > low_kg else ""
+    if not base_runs_kg and base_run_kg is not None:
+        base_runs_kg = (base_run_kg,)
+    if compared is None:
+        compared = regression_check(budget, run_kg, base_runs_kg, seed)
     reasons = [
         f"{category} had used {fmt.mass(used_before_kg)} of its {fmt.mass(allocation)} allocation "
         f"{_standing(used_before_kg, allocation)}; this run's {fmt.mass(run_kg)}{span} brings it "
@@ -894,7 +942,7 @@ def decide(
         allocation,
         after,
         run_kg,
-        base_run_kg,
+        compared,
         is_pull_request,
         per_request_kg,
         max_kg,
@@ -905,6 +953,8 @@ def decide(
         reasons += _high_end_notes(
             budget, category, allocation, used_before_kg, run_kg, high_kg, max_kg
         )
+    if is_pull_request and compared is not None and not compared.failed:
+        reasons.append(compared.reason())  # within max_increase: said, not a failure
     warn_line = budget.warn_at * allocation
     if broken:
         verdict = Verdict.FAIL
@@ -959,6 +1009,8 @@ on_exceed: fail               # fail | warn: what an exceeded budget does to the
 
 # regression:
 #   max_increase: 0.2         # fail a PR whose run emits 20% more than the base branch's
+#   runs: 5                   # ... last 5 runs of its label (their median; 1-100)
+#   confidence: 0.9           # ... beyond noise: a bootstrap lower bound at 90% (0.5-0.999)
 # inference:
 #   requests_per_year: 3.65e8 # projects an inference run's per-request figure to a year
 

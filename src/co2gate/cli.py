@@ -17,10 +17,11 @@ import click
 
 from co2gate import __version__, lines, tokens
 from co2gate import budget as budgets
-from co2gate.errors import Co2gateError
+from co2gate.errors import Co2gateError, InputError
 from co2gate.estimate import DEFAULT_LAST
 from co2gate.gpus import GPUS
 from co2gate.guard import DEFAULT_GRACE_S
+from co2gate.labels import UNITS
 from co2gate.starter import DEFAULT_ANNUAL_KG, DEFAULT_RUN, DEFAULT_WORKFLOW_FILE
 
 if TYPE_CHECKING:
@@ -130,7 +131,32 @@ run_options = _options(
         default=None,
         help="Functional units the step served (requests, samples): adds per-request figures.",
     ),
+    click.option(
+        "--units",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Units of work the step did, counted in --unit (instead of --requests): adds "
+        "per-unit figures, and a pull request's run is compared with the base branch's per unit.",
+    ),
+    click.option(
+        "--unit",
+        type=click.Choice(UNITS),
+        default=None,
+        help="What --units counts: tokens, samples or steps.",
+    ),
 )
+
+
+def _work(
+    requests: int | None, units: int | None, unit: str | None
+) -> tuple[int | None, str | None]:
+    """--requests or --units with its --unit: the run's units of work (SCI's R), one figure."""
+    if requests is not None and units is not None:
+        raise InputError("--requests and --units both count the run's units of work: give one")
+    if (units is None) != (unit is None):
+        raise InputError("--units N and --unit tokens|samples|steps go together: give both")
+    return (units, unit) if units is not None else (requests, None)
+
 
 # Where the energy was drawn, which decides the grid's carbon intensity.
 location_options = _options(
@@ -235,6 +261,8 @@ def measure(
     label: str | None,
     workload: str,
     requests: int | None,
+    units: int | None,
+    unit: str | None,
     country: str | None,
     region: str | None,
     cloud: str | None,
@@ -261,8 +289,9 @@ def measure(
     from co2gate.app.measure import measure as measure_only
 
     where = LocationOptions(country, region, cloud, intensity, pue)
+    requests, unit = _work(requests, units, unit)
     request = MeasureRequest(
-        command, out, label, workload, requests, where, budget_file, template_dir
+        command, out, label, workload, requests, where, budget_file, template_dir, unit
     )
     _finish(measure_only(request, os.environ, _say))
 
@@ -313,6 +342,8 @@ def run(
     label: str | None,
     workload: str,
     requests: int | None,
+    units: int | None,
+    unit: str | None,
     country: str | None,
     region: str | None,
     cloud: str | None,
@@ -349,8 +380,9 @@ def run(
     from co2gate.app.run import run as run_gated
 
     where = LocationOptions(country, region, cloud, intensity, pue)
+    requests, unit = _work(requests, units, unit)
     measure = MeasureRequest(
-        command, out, label, workload, requests, where, budget_file, template_dir
+        command, out, label, workload, requests, where, budget_file, template_dir, unit
     )
     request = RunRequest(
         measure, no_record, comment, comment_author, preflight, max_kg, grace, heartbeat
@@ -369,6 +401,15 @@ def run(
 @click.option("--label", default=None, help="Label for codecarbon CSV files. Default: the job's.")
 @click.option(
     "--requests", type=click.IntRange(min=1), default=None, help="Requests served, for CSV files."
+)
+@click.option(
+    "--units",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Units of work, counted in --unit, for CSV files (instead of --requests).",
+)
+@click.option(
+    "--unit", type=click.Choice(UNITS), default=None, help="What --units counts, for CSV files."
 )
 @click.option(
     "--out",
@@ -395,6 +436,8 @@ def check(
     workload: str | None,
     label: str | None,
     requests: int | None,
+    units: int | None,
+    unit: str | None,
     out: Path,
     template_dir: Path | None,
     comment: bool,
@@ -413,6 +456,7 @@ def check(
     from co2gate.app.check import CheckRequest
     from co2gate.app.check import check as check_files
 
+    requests, unit = _work(requests, units, unit)
     request = CheckRequest(
         files,
         budget_file,
@@ -426,6 +470,7 @@ def check(
         template_dir,
         as_json,
         workflow_run,
+        unit,
     )
     _finish(check_files(request, os.environ))
 

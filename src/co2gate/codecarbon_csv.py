@@ -274,6 +274,7 @@ def _measurement(
         emissions_kg=kg,
         gpus=(),
         requests=requests,
+        unit=labels.unit if requests else None,
         per_request_g=kg * 1000 / requests if requests else None,
         per_request_wh=total * 1000 / requests if requests else None,
         host=MappingProxyType({}),

@@ -159,6 +159,7 @@ def build(
         emissions_kg=emissions,
         gpus=tuple(gpus),
         requests=requests,
+        unit=labels.unit if requests else None,
         per_request_g=emissions * 1000.0 / requests if requests else None,
         per_request_wh=total * 1000.0 / requests if requests else None,
         host=MappingProxyType(host),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from co2gate.errors import InputError
 
 MAX_LABEL = 200  # characters: what emissions.json may hold (model.MAX_NAME)
+UNITS = ("tokens", "samples", "steps")  # --unit: what --units counts (SCI's functional unit)
 
 
 def check_label(label: str, given: str) -> str:
@@ -26,4 +27,5 @@ class RunLabels:
 
     label: str
     workload: str
-    requests: int | None = None
+    requests: int | None = None  # the run's units of work: --requests, or --units
+    unit: str | None = None  # what `requests` counts when --units gave it (UNITS)

@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any, Final, Generic, Literal, NoReturn, TypeAlias, TypeVar
 
 from co2gate.errors import InputError
+from co2gate.labels import UNITS
 from co2gate.measure.interface import Component, Method
 from co2gate.units import MAX_INTENSITY_G_PER_KWH, PUE_MAX, PUE_MIN
 
@@ -370,6 +371,8 @@ class Measurement:
         """emissions_kg_range, or [emissions_kg, emissions_kg]."""
         return self.emissions_kg_range or (self.emissions_kg, self.emissions_kg)
 
+    unit: str | None = None  # what `requests` counts (tokens, samples, steps); None: requests
+
     def to_json(self) -> dict[str, Any]:
         """The emissions.json document, key for key as emissions.build has always written it."""
         doc: dict[str, Any] = {
@@ -399,6 +402,8 @@ class Measurement:
             doc["energy_kwh_range"] = self.energy_kwh_range.to_json()
         if self.emissions_kg_range is not None:
             doc["emissions_kg_range"] = list(self.emissions_kg_range)
+        if self.unit is not None:
+            doc["unit"] = self.unit
         return doc
 
     @classmethod
@@ -676,7 +681,15 @@ class _Reader:
             emissions_kg_range=self.maybe_bounds(
                 *doc.may("emissions_kg_range"), emissions_kg, MAX_KG
             ),
+            unit=self.unit(*doc.may("unit")),
         )
+
+    def unit(self, value: object, path: str) -> str | None:
+        if value is None or value is _ABSENT:
+            return None
+        if value not in UNITS:
+            self.fail(path, f"{_show(value)} is not one of {', '.join(UNITS)}")
+        return str(value)
 
     def _kwh(self, value: object, path: str) -> float:
         return self.number(value, path, 0.0, MAX_KWH)

@@ -329,7 +329,7 @@ def _per_request(
 
 def _verdict(gated: Gated, budget: Budget) -> dict[str, Any]:
     d = gated.decision
-    base = None
+    base: dict[str, Any] | None = None
     if gated.base_run_kg is not None:
         most = budget.regression_max_increase
         base = {
@@ -337,7 +337,20 @@ def _verdict(gated: Gated, budget: Budget) -> dict[str, Any]:
             "change": d.run_kg / gated.base_run_kg - 1 if gated.base_run_kg > 0 else None,
             "max_increase": most,
             "cap_kg": gated.base_run_kg * (1 + most) if most is not None else None,
+            "noise": None,
         }
+        check = gated.regression
+        if check is not None and check.method.value == "bootstrap":
+            base["noise"] = {  # the median of the last runs, the bootstrap's bounds on the change
+                "runs": len(check.base_runs),
+                "median_kg": check.base,
+                "change": check.ratio - 1,
+                "low": check.low - 1,
+                "high": check.high - 1,
+                "confidence": check.confidence,
+                "failed": check.failed,
+                "per": check.per_unit or "",
+            }
     burn = None
     if gated.burn:
         kgs = [kg for _, kg in gated.burn]

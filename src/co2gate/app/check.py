@@ -39,6 +39,7 @@ class CheckRequest:
     template_dir: Path | None = None
     as_json: bool = False
     workflow_run: bool = False  # FILES are a measured run's artifact (a fork's PR)
+    unit: str | None = None  # what `requests` counts when --units gave it
 
 
 def check(request: CheckRequest, env: Mapping[str, str]) -> Outcome:
@@ -50,6 +51,7 @@ def check(request: CheckRequest, env: Mapping[str, str]) -> Outcome:
         label_of(request.label, env),
         check_workload(request.workload or "training"),
         request.requests,
+        request.unit,
     )
     measured = context.workflow_run(env) if request.workflow_run else None
     if measured is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
@@ -44,17 +45,39 @@ def run_date(m: Measurement) -> date:
     return m.run.ended_at.date()
 
 
+def base_runs_kg(
+    entries: Sequence[Mapping[str, Any]], label: str, base_ref: str | None, unit: str | None = None
+) -> list[float]:
+    """The base branch's runs of the same label, oldest first: what a PR's run is compared with.
+
+    With `unit`, kg per unit of the runs that counted the same unit (none: an empty list).
+    """
+    if not base_ref:
+        return []
+    ref = f"refs/heads/{base_ref}"
+    same = [e for e in entries if e.get("label") == label and e.get("ref") == ref]
+    same.sort(key=lambda e: str(e.get("ended_at", "")))
+    if unit is None:
+        return [float(e["emissions_kg"]) for e in same]
+    return [
+        float(e["emissions_kg"]) / _units(e) for e in same if e.get("unit") == unit and _units(e)
+    ]
+
+
+def _units(entry: Mapping[str, Any]) -> float:
+    """An entry's units of work; 0 where it has none, or none that a run can have."""
+    n = entry.get("units")
+    if isinstance(n, bool) or not isinstance(n, (int, float)) or not 0 < n < math.inf:
+        return 0.0
+    return float(n)
+
+
 def base_run_kg(
     entries: Sequence[Mapping[str, Any]], label: str, base_ref: str | None
 ) -> float | None:
-    """The base branch's latest run of the same label: what a PR's run is compared with."""
-    if not base_ref:
-        return None
-    ref = f"refs/heads/{base_ref}"
-    same = [e for e in entries if e.get("label") == label and e.get("ref") == ref]
-    if not same:
-        return None
-    return float(max(same, key=lambda e: str(e.get("ended_at", "")))["emissions_kg"])
+    """The base branch's latest run of the same label."""
+    runs = base_runs_kg(entries, label, base_ref)
+    return runs[-1] if runs else None
 
 
 def gate(
@@ -88,7 +111,17 @@ def gate(
     others = [e for e in entries if entry_key(e) != key]
     run_kg = m.emissions_kg
     ci = m.ci or CiInfo()
-    base_kg = base_run_kg(entries, m.run.label, ci.base_ref)
+    base_runs = base_runs_kg(entries, m.run.label, ci.base_ref)
+    base_kg = base_runs[-1] if base_runs else None
+    # Per unit of work where the run and the base branch's runs counted the same unit.
+    unit = (m.unit or "requests") if m.requests else None
+    per_unit = base_runs_kg(entries, m.run.label, ci.base_ref, unit) if unit else []
+    head = run_kg / m.requests if per_unit and m.requests else run_kg
+    compared_runs, per = (per_unit, unit) if per_unit else (base_runs, None)
+    is_pr = ci.event in BASE_COMMIT_EVENTS
+    compared = (
+        budgets.regression_check(budget, head, compared_runs, m.run.label, per) if is_pr else None
+    )
     usage = _usage(budget, others, category, run_kg)
     guard = m.run.guard if m.run.stopped_by_guard else None
     decision = budgets.decide(
@@ -96,8 +129,8 @@ def gate(
         category,
         next(u.used_before_kg for u in usage if u.category == category),
         run_kg,
-        base_run_kg=base_kg,
-        is_pull_request=ci.event in BASE_COMMIT_EVENTS,
+        compared=compared,
+        is_pull_request=is_pr,
         per_request_kg=run_kg / m.requests if m.requests else None,
         max_kg=m.run.limit_kg,
         stopped_by_guard=(guard.stopped_at_kg, guard.limit_kg) if guard else None,
@@ -113,7 +146,9 @@ def gate(
             failed = not isinstance(e, LedgerReadOnly)  # a fork's token is no failure
             said.append(f"not recorded in the ledger: {e}")
     burn = _burn(others, category, start, run_date(m), run_kg)
-    return Gated(decision, recorded, tuple(said), base_kg, usage, burn, (start, end), failed)
+    return Gated(
+        decision, recorded, tuple(said), base_kg, compared, usage, burn, (start, end), failed
+    )
 
 
 def _usage(

@@ -42,10 +42,13 @@ class MeasureRequest:
     location: LocationOptions = field(default_factory=LocationOptions)
     budget_file: Path = Path(budgets.DEFAULT_FILE)
     template_dir: Path | None = None
+    unit: str | None = None  # what `requests` counts when --units gave it
 
     def labels(self, env: Mapping[str, str]) -> RunLabels:
         """What the user said the run is; refuses a workload that cannot name a category."""
-        return RunLabels(label_of(self.label, env), check_workload(self.workload), self.requests)
+        return RunLabels(
+            label_of(self.label, env), check_workload(self.workload), self.requests, self.unit
+        )
 
 
 @dataclass(frozen=True)

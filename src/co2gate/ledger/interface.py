@@ -150,6 +150,9 @@ def make_entry(m: Measurement, category: str) -> dict[str, Any]:
         "event": ci.event or None,
         "pr": ci.pr,
     }
+    if m.requests:  # its units of work: the regression rule compares PRs per unit
+        entry["units"] = m.requests
+        entry["unit"] = m.unit or "requests"
     entry["key"] = entry_key(entry)
     return valid_entry(entry)
 
