@@ -39,6 +39,7 @@ def below_the_application() -> list[Path]:
     singles += ("regression",)  # the bootstrap behind regression.max_increase
     singles += ("codecarbon_csv",)  # beside emissions: the reader of codecarbon's files
     singles += ("uncertainty",)
+    singles += ("metrics", "pareto")  # quality figures and the front of CO2e against them
     return files + [SRC / f"{name}.py" for name in singles]
 
 

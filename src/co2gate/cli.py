@@ -147,6 +147,29 @@ run_options = _options(
 )
 
 
+# The run's quality figures, beside its cost.
+metric_options = _options(
+    click.option(
+        "--metric",
+        "metric",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="A quality figure of the run (val_loss=0.412), repeatable, at most 32: recorded in "
+        "emissions.json and the ledger, and the comment shows the run against its label's "
+        "history (the front of CO2e against it). NAME: letters, digits and _ . : / -.",
+    ),
+    click.option(
+        "--metrics-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        metavar="PATH",
+        help="A JSON object of metric name -> number, read after the command exits (so the "
+        "command can write it); --metric values win over the file's. One that cannot be read "
+        "is a note: the run is still written and gated.",
+    ),
+)
+
+
 def _work(
     requests: int | None, units: int | None, unit: str | None
 ) -> tuple[int | None, str | None]:
@@ -255,6 +278,7 @@ def cli() -> None:
     "The budget file whose location, PUE and embodied figures apply when it exists." + AT_BASE
 )
 @template_dir_option
+@metric_options
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def measure(
     out: Path,
@@ -270,6 +294,8 @@ def measure(
     pue: float | None,
     budget_file: Path,
     template_dir: Path | None,
+    metric: tuple[str, ...],
+    metrics_file: Path | None,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND and measure the energy it draws and the CO2e it emits.
@@ -291,7 +317,17 @@ def measure(
     where = LocationOptions(country, region, cloud, intensity, pue)
     requests, unit = _work(requests, units, unit)
     request = MeasureRequest(
-        command, out, label, workload, requests, where, budget_file, template_dir, unit
+        command,
+        out,
+        label,
+        workload,
+        requests,
+        where,
+        budget_file,
+        template_dir,
+        unit,
+        metric,
+        metrics_file,
     )
     _finish(measure_only(request, os.environ, _say))
 
@@ -336,6 +372,7 @@ def measure(
     help="Print the energy and CO2e so far on stderr every SECONDS while COMMAND runs; "
     "0: never. Default: 300 in GitHub Actions, else 0.",
 )
+@metric_options
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     out: Path,
@@ -358,6 +395,8 @@ def run(
     max_kg: float | None,
     grace: float,
     heartbeat: float | None,
+    metric: tuple[str, ...],
+    metrics_file: Path | None,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND, measure it, check it against the budget and record it.
@@ -382,7 +421,17 @@ def run(
     where = LocationOptions(country, region, cloud, intensity, pue)
     requests, unit = _work(requests, units, unit)
     measure = MeasureRequest(
-        command, out, label, workload, requests, where, budget_file, template_dir, unit
+        command,
+        out,
+        label,
+        workload,
+        requests,
+        where,
+        budget_file,
+        template_dir,
+        unit,
+        metric,
+        metrics_file,
     )
     request = RunRequest(
         measure, no_record, comment, comment_author, preflight, max_kg, grace, heartbeat
@@ -429,6 +478,7 @@ def run(
     "under the run, commit and verified pull request that the event and the API give, "
     "never the artifact's own.",
 )
+@metric_options
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 def check(
     budget_file: Path,
@@ -444,6 +494,8 @@ def check(
     comment_author: str | None,
     as_json: bool,
     workflow_run: bool,
+    metric: tuple[str, ...],
+    metrics_file: Path | None,
     files: tuple[Path, ...],
 ) -> None:
     """Gate measurements already taken: co2gate emissions.json files, or the emissions.csv
@@ -471,6 +523,8 @@ def check(
         as_json,
         workflow_run,
         unit,
+        metric,
+        metrics_file,
     )
     _finish(check_files(request, os.environ))
 

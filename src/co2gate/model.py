@@ -14,11 +14,12 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, Final, Generic, Literal, NoReturn, TypeAlias, TypeVar
 
+from co2gate import metrics
 from co2gate.errors import InputError
 from co2gate.labels import UNITS
 from co2gate.measure.interface import Component, Method
@@ -372,6 +373,8 @@ class Measurement:
         return self.emissions_kg_range or (self.emissions_kg, self.emissions_kg)
 
     unit: str | None = None  # what `requests` counts (tokens, samples, steps); None: requests
+    # The run's quality figures (--metric, --metrics-file): name -> value; empty: none given
+    metrics: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
     def to_json(self) -> dict[str, Any]:
         """The emissions.json document, key for key as emissions.build has always written it."""
@@ -404,6 +407,8 @@ class Measurement:
             doc["emissions_kg_range"] = list(self.emissions_kg_range)
         if self.unit is not None:
             doc["unit"] = self.unit
+        if self.metrics:
+            doc["metrics"] = dict(self.metrics)
         return doc
 
     @classmethod
@@ -682,7 +687,23 @@ class _Reader:
                 *doc.may("emissions_kg_range"), emissions_kg, MAX_KG
             ),
             unit=self.unit(*doc.may("unit")),
+            metrics=MappingProxyType(self.metrics(*doc.may("metrics"))),
         )
+
+    def metrics(self, value: object, path: str) -> dict[str, float]:
+        """name -> finite number, as --metric takes them (co2gate.metrics)."""
+        block = self.maybe_mapping(value, path)
+        if block is None:
+            return {}
+        if len(block.value) > metrics.MAX_METRICS:
+            self.fail(path, f"{_show(block.value)}: more than {metrics.MAX_METRICS}")
+        checked = {}
+        for key, item in block.value.items():
+            where = _child(path, key)
+            if not isinstance(key, str) or not metrics.NAME.fullmatch(key):
+                self.fail(where, f"{_show(key)} is not a metric name")
+            checked[key] = self.number(item, where, -metrics.MAX_VALUE, metrics.MAX_VALUE)
+        return dict(sorted(checked.items()))
 
     def unit(self, value: object, path: str) -> str | None:
         if value is None or value is _ABSENT:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 
 from co2gate import budget as budgets
-from co2gate import emissions
+from co2gate import emissions, metrics
 from co2gate.app import Outcome
 from co2gate.app.gate import Cancellable, gate_into, should_record, verdict_document
 from co2gate.app.inputs import (
@@ -40,6 +41,8 @@ class CheckRequest:
     as_json: bool = False
     workflow_run: bool = False  # FILES are a measured run's artifact (a fork's PR)
     unit: str | None = None  # what `requests` counts when --units gave it
+    metric: tuple[str, ...] = ()  # --metric NAME=VALUE: given to every file's run
+    metrics_file: Path | None = None  # --metrics-file: read now, given to every file's run
 
 
 def check(request: CheckRequest, env: Mapping[str, str]) -> Outcome:
@@ -53,12 +56,15 @@ def check(request: CheckRequest, env: Mapping[str, str]) -> Outcome:
         request.requests,
         request.unit,
     )
+    quality = _metrics(request)
     measured = context.workflow_run(env) if request.workflow_run else None
     if measured is None:
         budget, notes = load_budget(request.budget_file, ci, env)
     else:  # this checkout is the default branch: the fork cannot have changed it
         budget, notes = budgets.load(request.budget_file), []
     read = [emissions.read_measurement(path, labels, ci) for path in request.files]
+    if quality:  # the options' and the file's over what each file itself holds
+        read = [replace(m, metrics=MappingProxyType({**m.metrics, **quality})) for m in read]
     checked = [
         companion.check_artifact(m, path, measured)
         for path, m in zip(request.files, read, strict=True)
@@ -97,3 +103,11 @@ def check(request: CheckRequest, env: Mapping[str, str]) -> Outcome:
         outcome.stdout = json.dumps(verdict_document(results), indent=2)
     failed = any(r.decision.verdict is budgets.Verdict.FAIL for r in results)
     return outcome.finish(failed=failed)
+
+
+def _metrics(request: CheckRequest) -> dict[str, float]:
+    """--metric and --metrics-file: nothing runs here, so a bad file is refused (exit 2)."""
+    given = metrics.parse_options(request.metric)
+    if request.metrics_file is None:
+        return given
+    return metrics.merged(given, metrics.read_file(request.metrics_file))

@@ -3,10 +3,12 @@ measure it, price it, write emissions.json and emissions.csv."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from co2gate import budget as budgets
@@ -23,6 +25,7 @@ from co2gate.app.inputs import (
 from co2gate.github.context import ci_context
 from co2gate.guard import Guard, Watch
 from co2gate.labels import RunLabels
+from co2gate.metrics import Wanted
 from co2gate.measure.interface import Meter
 from co2gate.runner import MeterFactory, Supervisor
 from co2gate.sci import Embodied
@@ -43,6 +46,12 @@ class MeasureRequest:
     budget_file: Path = Path(budgets.DEFAULT_FILE)
     template_dir: Path | None = None
     unit: str | None = None  # what `requests` counts when --units gave it
+    metric: tuple[str, ...] = ()  # --metric NAME=VALUE, as given
+    metrics_file: Path | None = None  # --metrics-file: read after the command exits
+
+    def wanted(self) -> Wanted:
+        """The run's quality figures as far as they are known before it starts."""
+        return Wanted.of(self.metric, self.metrics_file)
 
     def labels(self, env: Mapping[str, str]) -> RunLabels:
         """What the user said the run is; refuses a workload that cannot name a category."""
@@ -105,6 +114,7 @@ def measure_command(
     embodied: Embodied | None = None,
     notes: Sequence[str] = (),
     beside: Sequence[Callable[[], object]] = (),
+    metrics: Wanted | None = None,
 ) -> Measured:
     """Run argv under every energy source present and write emissions.json and emissions.csv.
 
@@ -112,7 +122,8 @@ def measure_command(
     files are written, so a cancelled job still leaves its partial measurement behind.
     With a watch (a cap, a heartbeat) a live guard watches the run; it prices what it reads
     in its own thread, so nothing heavy is imported before the command starts. `beside`:
-    work for the report, done while the command runs.
+    work for the report, done while the command runs. `metrics`: the run's quality figures,
+    its file read after the command exits (one that cannot be used is a note, never a loss).
     """
     # The Action's token file is read (and deleted) before the command can look for it;
     # one that cannot be read stops here, with nothing started.
@@ -126,6 +137,7 @@ def measure_command(
         child, outcomes = supervisor.run(sources, beside)
         from co2gate import emissions  # the record's modules: after the command
 
+        quality, problem = metrics.collect() if metrics else ({}, None)
         m = emissions.build(
             child,
             outcomes,
@@ -134,8 +146,10 @@ def measure_command(
             labels=labels,
             ci=ci,
             embodied=embodied,
-            notes=notes,
+            notes=[*notes, problem] if problem else notes,
         )
+        if quality:
+            m = dataclasses.replace(m, metrics=MappingProxyType(quality))
         files: tuple[Path, ...] = ()
         lost = None
         try:
@@ -153,6 +167,7 @@ _price = functools.cache(intensity.resolve)
 def measure(request: MeasureRequest, env: Mapping[str, str], say: Say) -> Outcome:
     """`co2gate measure`: run and measure the command; with a budget file, its location."""
     labels = request.labels(env)
+    wanted = request.wanted()
     present = _present(request.budget_file)
     # Read once, before the command, which could rewrite the event file.
     ci = ci_context(env, need_base=present)
@@ -175,6 +190,7 @@ def measure(request: MeasureRequest, env: Mapping[str, str], say: Say) -> Outcom
         embodied=budget.embodied if budget else None,
         notes=notes,
         beside=[functools.partial(warm_report, request.template_dir)],
+        metrics=wanted,
     )
     outcome = measured.outcome()
     from co2gate.app.publish import Options, Run, publish_into  # warm by now

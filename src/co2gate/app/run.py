@@ -46,6 +46,7 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
     """
     m = request.measure
     labels = m.labels(env)
+    wanted = m.wanted()
     ci = ci_context(env)  # read once, before the command, which could rewrite the event file
     budget, notes = load_budget(m.budget_file, ci, env)
     budgets.allocation_kg(budget, labels.workload)
@@ -75,6 +76,7 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
             say=say,
             embodied=budget.embodied,
             beside=[functools.partial(warm_report, m.template_dir)],
+            metrics=wanted,
         )
         from co2gate.app.gate import Cancellable, gate_into, should_record  # after the command
 

@@ -153,6 +153,8 @@ def make_entry(m: Measurement, category: str) -> dict[str, Any]:
     if m.requests:  # its units of work: the regression rule compares PRs per unit
         entry["units"] = m.requests
         entry["unit"] = m.unit or "requests"
+    if m.metrics:  # its quality figures: the comment's front of CO2e against them
+        entry["metrics"] = dict(m.metrics)
     entry["key"] = entry_key(entry)
     return valid_entry(entry)
 
