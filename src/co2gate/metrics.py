@@ -7,7 +7,6 @@ Pure: the standard library and co2gate.errors; nothing heavy.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import stat

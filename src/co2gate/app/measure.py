@@ -25,8 +25,8 @@ from co2gate.app.inputs import (
 from co2gate.github.context import ci_context
 from co2gate.guard import Guard, Watch
 from co2gate.labels import RunLabels
-from co2gate.metrics import Wanted
 from co2gate.measure.interface import Meter
+from co2gate.metrics import Wanted
 from co2gate.runner import MeterFactory, Supervisor
 from co2gate.sci import Embodied
 from co2gate.tokens import github_token
