@@ -24,8 +24,9 @@ if TYPE_CHECKING:
     import yaml
     from yaml.nodes import MappingNode, Node
 
-from co2gate import fmt, intensity, regression
+from co2gate import fmt, intensity, metrics, regression
 from co2gate.errors import InputError
+from co2gate.pareto import Better, Standing
 from co2gate.sci import EMBODIED_SOURCE, Embodied
 
 __all__ = [
@@ -140,6 +141,8 @@ class Budget:
     regression_max_increase: float | None = None
     regression_runs: int = 5  # how many of the base branch's last runs the head is compared with
     regression_confidence: float = 0.9  # of the bootstrap's lower bound on the increase
+    # regression.allow_if_better: (metric, which way it improves); None: not configured
+    regression_allow_if_better: tuple[str, Better] | None = None
     inference_requests_per_year: float | None = None
     location: intensity.Location = field(default_factory=intensity.Location)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
@@ -205,10 +208,17 @@ class Gated:
     burn: tuple[tuple[str, float], ...] = ()
     year: tuple[date, date] | None = None  # the budget year the run falls in, [start, end)
     record_failed: bool = False  # it should have been recorded and the ledger refused
+    run_kg_range: tuple[float, float] | None = None  # the run's ~90% interval [low, high]
+    quality: Standing | None = None  # the run against its label's history on (CO2e, metric)
 
     def to_json(self) -> dict[str, Any]:
-        """verdict.json: the decision, whether the run is recorded, and notes."""
-        return self.decision.to_json() | {"recorded": self.recorded, "notes": list(self.notes)}
+        """verdict.json: the decision, the run's range, whether it is recorded, and notes."""
+        low, high = self.run_kg_range or (self.decision.run_kg, self.decision.run_kg)
+        return self.decision.to_json() | {
+            "emissions_kg_range": [low, high],
+            "recorded": self.recorded,
+            "notes": list(self.notes),
+        }
 
 
 # ---------------------------------------------------------------------------- reading YAML
@@ -403,6 +413,26 @@ def _confidence(value: object) -> float:
     if not 0.5 < number < 0.999:
         _fail(key, f"must be {want}, got {_show(value)}")
     return number
+
+
+def _allow_if_better(value: object) -> tuple[str, Better] | None:
+    """regression.allow_if_better: {metric: NAME, better: lower|higher}."""
+    key = "regression.allow_if_better"
+    if value is None:
+        return None
+    given = _section(value, key, ("metric", "better"))
+    metric, better = given.get("metric"), given.get("better")
+    if metric is None:
+        _fail(f"{key}.metric", "missing: the metric (--metric NAME=VALUE) that may excuse a run")
+    if not isinstance(metric, str) or not metrics.NAME.fullmatch(metric):
+        _fail(
+            f"{key}.metric",
+            f"must be a metric name (1-{metrics.MAX_NAME} letters, digits and _ . : / -), "
+            f"got {_show(metric)}",
+        )
+    if better is None:
+        _fail(f"{key}.better", "missing: lower (a loss) or higher (an accuracy)")
+    return metric, _choice(better, f"{key}.better", Better)
 
 
 def _fraction(value: object, key: str, *, zero: bool) -> float:
@@ -615,7 +645,9 @@ def _budget(doc: Mapping[Any, Any], source: str) -> Budget:
         _fail("annual_budget_kg", "missing: the CO2e budget for a year, in kg, e.g. 500")
     allocations = _allocations(top.get("allocations"))
     regression = _section(
-        top.get("regression"), "regression", ("max_increase", "runs", "confidence")
+        top.get("regression"),
+        "regression",
+        ("max_increase", "runs", "confidence", "allow_if_better"),
     )
     inference = _section(top.get("inference"), "inference", ("requests_per_year",))
     warn_at = top.get("warn_at")
@@ -635,6 +667,7 @@ def _budget(doc: Mapping[Any, Any], source: str) -> Budget:
         ),
         regression_runs=_runs(regression.get("runs")),
         regression_confidence=_confidence(regression.get("confidence")),
+        regression_allow_if_better=_allow_if_better(regression.get("allow_if_better")),
         inference_requests_per_year=_optional_positive(
             inference.get("requests_per_year"), "inference.requests_per_year"
         ),
@@ -1011,6 +1044,9 @@ on_exceed: fail               # fail | warn: what an exceeded budget does to the
 #   max_increase: 0.2         # fail a PR whose run emits 20% more than the base branch's
 #   runs: 5                   # ... last 5 runs of its label (their median; 1-100)
 #   confidence: 0.9           # ... beyond noise: a bootstrap lower bound at 90% (0.5-0.999)
+#   allow_if_better:          # ... unless the run's --metric improved on the base runs' median
+#     metric: val_loss
+#     better: lower           # lower | higher
 # inference:
 #   requests_per_year: 3.65e8 # projects an inference run's per-request figure to a year
 

@@ -13,7 +13,7 @@ import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from co2gate.errors import InputError
 
@@ -48,7 +48,7 @@ def check_value(value: object, given: str) -> float:
     return float(value)
 
 
-def check(metrics: Mapping[object, object], given: str) -> dict[str, float]:
+def check(metrics: Mapping[Any, Any], given: str) -> dict[str, float]:
     """Names and values checked, at most MAX_METRICS of them; sorted by name."""
     if len(metrics) > MAX_METRICS:
         raise MetricsError(f"{given}: {len(metrics)} metrics; at most {MAX_METRICS}")

@@ -52,10 +52,17 @@ class Check:
     confidence: float
     max_increase: float
     per: str | None = None  # the unit of work the figures are per ("tokens"), None: per run
+    # Why an exceeded rule still passes (regression.allow_if_better: the metric improved)
+    allowed: str | None = None
+
+    @property
+    def exceeded(self) -> bool:
+        """The increase is past max_increase (beyond noise, for Method.BOOTSTRAP)."""
+        return self.low > 1 + self.max_increase
 
     @property
     def failed(self) -> bool:
-        return self.low > 1 + self.max_increase
+        return self.exceeded and self.allowed is None
 
     @property
     def per_unit(self) -> str | None:
@@ -67,6 +74,8 @@ class Check:
         show = fmt.mass
         per = self.per_unit or ""
         verdict = "fails" if self.failed else "passes"
+        if self.exceeded and self.allowed is not None:
+            verdict = f"exceeded, but {self.allowed}: passes"
         allowed = f"regression.max_increase allows {_signed(self.max_increase)}"
         if self.method is Method.LATEST:
             n = len(self.base_runs)

@@ -21,6 +21,7 @@ from co2gate.errors import InputError
 from co2gate.intensity import Intensity
 from co2gate.measure.interface import Component, Method
 from co2gate.model import CiInfo, Gpu, Measurement, Sci
+from co2gate.pareto import Standing
 
 
 def summary_lines(m: Measurement) -> list[str]:
@@ -32,9 +33,11 @@ def summary_lines(m: Measurement) -> list[str]:
         for c, method in m.methods.items()
     )
     total = fmt.energy(m.energy_kwh.total)
+    low, high = m.emissions_bounds
+    span = f" ({fmt.mass_range(low, high)}, a ~90% range)" if high > low else ""
     lines = [
         f"{total} in {fmt.duration(m.run.duration_s)}: {parts}",
-        f"{fmt.mass(m.emissions_kg)} CO2e = {total} x PUE {m.pue:g}"
+        f"{fmt.mass(m.emissions_kg)} CO2e{span} = {total} x PUE {m.pue:g}"
         f" x {m.intensity_g_per_kwh:.4g} g/kWh ({m.intensity_source})",
     ]
     lines += [f"note: {note}" for note in m.notes]
@@ -338,6 +341,8 @@ def _verdict(gated: Gated, budget: Budget) -> dict[str, Any]:
             "max_increase": most,
             "cap_kg": gated.base_run_kg * (1 + most) if most is not None else None,
             "noise": None,
+            # why an exceeded rule passes (regression.allow_if_better); None: it did not
+            "allowed": gated.regression.allowed if gated.regression else None,
         }
         check = gated.regression
         if check is not None and check.method.value == "bootstrap":
@@ -349,6 +354,7 @@ def _verdict(gated: Gated, budget: Budget) -> dict[str, Any]:
                 "high": check.high - 1,
                 "confidence": check.confidence,
                 "failed": check.failed,
+                "allowed": check.allowed if check.exceeded else None,
                 "per": check.per_unit or "",
             }
     burn = None
@@ -390,6 +396,40 @@ def _verdict(gated: Gated, budget: Budget) -> dict[str, Any]:
             for u in gated.categories
         ],
         "burn": burn,
+        "quality": _quality(gated.quality),
+    }
+
+
+MAX_FRONT = 8  # rows of the front the comment lists
+
+
+def _quality(standing: Standing | None) -> dict[str, Any] | None:
+    """The run against its label's history on (CO2e, metric): the front, lightest first."""
+    if standing is None:
+        return None
+    by = standing.dominated_by
+    return {
+        "metric": standing.metric,
+        "better": standing.better.value,
+        "assumed": standing.assumed,
+        "history": standing.history,
+        "on_front": standing.on_front,
+        "sentence": standing.sentence(),
+        "run": {"kg": standing.run.kg, "value": standing.run.value},
+        "dominated_by": {"name": by.name, "when": by.when, "kg": by.kg, "value": by.value}
+        if by
+        else None,
+        "front": [
+            {
+                "name": p.name,
+                "when": p.when,
+                "kg": p.kg,
+                "value": p.value,
+                "this": p is standing.run,
+            }
+            for p in standing.front[:MAX_FRONT]
+        ],
+        "front_size": len(standing.front),
     }
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from co2gate import budget as budgets
+from co2gate import pareto, regression
 from co2gate.app import Outcome
 from co2gate.budget import CategoryUsage, Gated
 from co2gate.emissions import write_atomic
@@ -122,6 +125,9 @@ def gate(
     compared = (
         budgets.regression_check(budget, head, compared_runs, m.run.label, per) if is_pr else None
     )
+    if compared is not None and compared.exceeded:
+        compared, why = allow_if_better(budget, m, entries, compared)
+        said += why
     usage = _usage(budget, others, category, run_kg)
     guard = m.run.guard if m.run.stopped_by_guard else None
     decision = budgets.decide(
@@ -147,8 +153,78 @@ def gate(
             said.append(f"not recorded in the ledger: {e}")
     burn = _burn(others, category, start, run_date(m), run_kg)
     return Gated(
-        decision, recorded, tuple(said), base_kg, compared, usage, burn, (start, end), failed
+        decision,
+        recorded,
+        tuple(said),
+        base_kg,
+        compared,
+        usage,
+        burn,
+        (start, end),
+        failed,
+        m.emissions_bounds,
+        quality(budget, m, others),
     )
+
+
+def allow_if_better(
+    budget: budgets.Budget,
+    m: Measurement,
+    entries: Sequence[Mapping[str, Any]],
+    compared: regression.Check,
+) -> tuple[regression.Check, list[str]]:
+    """regression.allow_if_better: an exceeded regression rule passes when the run's metric
+    is better than the median of the base branch's last runs' figures for it. Notes say why
+    the rule stays as it is (no metric in the run, none in the base runs)."""
+    rule = budget.regression_allow_if_better
+    if rule is None:
+        return compared, []
+    metric, better = rule
+    key = "regression.allow_if_better"
+    value = m.metrics.get(metric)
+    if value is None:
+        return compared, [
+            f"{key}: this run has no {metric!r} metric (--metric, --metrics-file), so the "
+            "regression rule applies as it is"
+        ]
+    base_ref = (m.ci or CiInfo()).base_ref
+    ref = f"refs/heads/{base_ref}"
+    same = [e for e in entries if e.get("label") == m.run.label and e.get("ref") == ref]
+    figures = [p.value for p in pareto.points(same, m.run.label, metric)]
+    figures = figures[-budget.regression_runs :]
+    if not figures:
+        return compared, [
+            f"{key}: the base branch's runs have no {metric!r} metric to compare with, so the "
+            "regression rule applies as it is"
+        ]
+    median = pareto.improved(value, figures, better)
+    runs = "run" if len(figures) == 1 else f"{len(figures)} runs"
+    if median is None:
+        return compared, [
+            f"{key}: this run's {metric} {value:.6g} is not {better.value} than the median "
+            f"{statistics.median(figures):.6g} of the base branch's last {runs}, so the "
+            "regression rule applies as it is"
+        ]
+    allowed = (
+        f"{key} lets it pass: this run's {metric} {value:.6g} is {better.value} (better) than "
+        f"the median {median:.6g} of the base branch's last {runs}"
+    )
+    return dataclasses.replace(compared, allowed=allowed), []
+
+
+def quality(
+    budget: budgets.Budget, m: Measurement, history: Sequence[Mapping[str, Any]]
+) -> pareto.Standing | None:
+    """The run against its label's earlier runs on (CO2e, metric): the metric of
+    regression.allow_if_better, else the run's only one; None without one the run has."""
+    rule = budget.regression_allow_if_better
+    metric = pareto.choose(rule[0] if rule else None, m.metrics)
+    if metric is None or metric not in m.metrics:
+        return None
+    better = rule[1] if rule else pareto.Better.LOWER
+    run = pareto.Point(m.emissions_kg, m.metrics[metric], "this run")
+    placed = pareto.place(run, pareto.points(history, m.run.label, metric), metric, better)
+    return placed if rule else dataclasses.replace(placed, assumed=True)
 
 
 def _usage(
