@@ -182,7 +182,7 @@ def test_metrics_round_trip_and_an_older_file_has_none() -> None:
     ],
 )
 def test_a_hostile_metrics_block_is_refused(block: object, said: str) -> None:
-    with pytest.raises(MeasurementError, match="e.json: metrics") as e:
+    with pytest.raises(MeasurementError, match=r"e\.json: metrics") as e:
         Measurement.from_json(_doc(metrics=block), "e.json")
     assert said in str(e.value)
 
@@ -247,14 +247,16 @@ def test_the_metric_is_the_configured_one_else_the_only_one() -> None:
 
 def test_ledger_entries_without_a_usable_figure_are_skipped() -> None:
     entries: list[dict[str, Any]] = [
-        {"label": "t", "emissions_kg": 1.0, "metrics": {"m": 0.5}, "sha": "abcdef0123", "ended_at": "2026-01-02T00:00:00"},
+        {"label": "t", "emissions_kg": 1.0, "metrics": {"m": 0.5}, "sha": "abcdef0123",
+         "ended_at": "2026-01-02T00:00:00"},
         {"label": "t", "emissions_kg": 1.0, "metrics": {"m": "0.5"}, "ended_at": "2026-01-01"},
         {"label": "t", "emissions_kg": 1.0, "metrics": {"m": True}, "ended_at": "2026-01-01"},
         {"label": "t", "emissions_kg": 1.0, "metrics": {"m": math.nan}, "ended_at": "2026-01-01"},
         {"label": "t", "emissions_kg": -1.0, "metrics": {"m": 0.5}, "ended_at": "2026-01-01"},
         {"label": "t", "emissions_kg": 1.0, "metrics": [0.5], "ended_at": "2026-01-01"},
         {"label": "u", "emissions_kg": 1.0, "metrics": {"m": 0.5}, "ended_at": "2026-01-01"},
-        {"label": "t", "emissions_kg": 2.0, "metrics": {"m": 1}, "run_id": "42", "ended_at": "2026-01-01T00:00:00"},
+        {"label": "t", "emissions_kg": 2.0, "metrics": {"m": 1}, "run_id": "42",
+         "ended_at": "2026-01-01T00:00:00"},
     ]  # fmt: skip
     got = pareto.points(entries, "t", "m")
     assert got == [Point(2.0, 1.0, "42", "2026-01-01"), Point(1.0, 0.5, "abcdef0", "2026-01-02")]
