@@ -178,7 +178,7 @@ def test_the_worked_example_from_the_cli(co2gate: CliRun, in_repo: Path) -> None
         "412,875 GPU-hours",
         "wall time: 201 h 36 min on 2048 GPUs",
         "energy: 289 MWh (289,012 kWh) at the GPUs, 318 MWh (317,914 kWh) with PUE 1.1",
-        "emissions: 127 t CO2e (127,165 kg)",
+        "emissions: 127 t CO2e (127,165 kg) (89-165 t, the grid intensity's ~90% range alone)",
     ):
         assert figure in text.stdout
     assert "PUE 1.1" in text.stdout and "400 gCO2e/kWh" in text.stdout
@@ -200,8 +200,13 @@ def test_the_json_document_has_every_field(co2gate: CliRun, in_repo: Path) -> No
         "intensity_g_per_kwh",
         "intensity_source",
         "emissions_kg",
+        "emissions_kg_range",
         "verdict",
     } <= set(doc)
+    # x0.7 and x1.3: the grid intensity's width (uncertainty.INTENSITY), the energy as planned
+    assert doc["emissions_kg_range"] == pytest.approx(
+        [doc["emissions_kg"] * 0.7, doc["emissions_kg"] * 1.3]
+    )
     assert set(doc["verdict"]) == set(budgets.Decision.__dataclass_fields__) | {"reasons"}
 
 

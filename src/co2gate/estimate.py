@@ -16,7 +16,7 @@ from datetime import date, timedelta
 from typing import Any, Final, NoReturn
 
 from co2gate import budget as budgets
-from co2gate import units
+from co2gate import uncertainty, units
 from co2gate.errors import InputError
 from co2gate.gpus import Gpu, lookup
 from co2gate.intensity import Intensity, Location, resolve
@@ -93,6 +93,14 @@ class Projection:
     intensity_source: str = ""
     history: Mapping[str, Any] | None = field(default=None)  # history mode: runs and spread
 
+    def emissions_range(self) -> list[float] | None:
+        """[low, high] from the grid intensity's ~90% width alone (uncertainty.INTENSITY): the
+        energy is a planning figure with no measuring method to bound it. None in history
+        mode, whose spread over the recorded runs says more."""
+        if self.mode is Mode.HISTORY:
+            return None
+        return list(uncertainty.INTENSITY.bounds(self.emissions_kg))
+
     def to_json(self, decision: budgets.Decision | None = None) -> dict[str, Any]:
         """`co2gate estimate --json`'s document; `verdict` is the decision's verdict.json."""
         return {
@@ -106,6 +114,7 @@ class Projection:
             "intensity_g_per_kwh": self.intensity_g_per_kwh,
             "intensity_source": self.intensity_source,
             "emissions_kg": self.emissions_kg,
+            "emissions_kg_range": self.emissions_range(),
             "history": None if self.history is None else dict(self.history),
             "verdict": None if decision is None else decision.to_json(),
         }

@@ -142,8 +142,11 @@ def estimate_lines(doc: Mapping[str, Any]) -> list[str]:
             lines.append(f"  {i['gpu']}: {i['gpu_source']}")
         if i["watts_source"] == "--watts":
             lines.append(f"  power: {each}, from --watts")
-    kg = doc["emissions_kg"]
-    lines.append(f"  emissions: {fmt.mass(kg)} CO2e{_exact(kg, 'kg')}")
+    kg, bounds = doc["emissions_kg"], doc.get("emissions_kg_range")
+    span = ""
+    if bounds and bounds[1] > bounds[0]:
+        span = f" ({fmt.mass_range(*bounds)}, the grid intensity's ~90% range alone)"
+    lines.append(f"  emissions: {fmt.mass(kg)} CO2e{_exact(kg, 'kg')}{span}")
     v = doc["verdict"]
     share = f" ({fmt.pct(v['share'])} of it)" if v["share"] is not None else ""
     lines.append(
