@@ -545,3 +545,38 @@ def test_a_hostile_name_from_the_ledger_is_escaped_in_the_comment(
     row = next(line for line in report.splitlines() if line.startswith("| `"))
     assert row.startswith("| ``\\|<b>@me`[x]`` ")  # verbatim in code, its | escaped
     assert row.count("|") - row.count("\\|") == 4  # still three cells
+
+
+# ------------------------------------------------------------------ the range in every face
+
+
+def test_the_summary_line_shows_the_range_as_the_comment_does() -> None:
+    from co2gate import fmt, report
+
+    m = Measurement.from_json(_doc(emissions_kg_range=[0.0002, 0.0008]), "e.json")
+    line = report.summary_lines(m)[1]
+    assert line.startswith(f"400 mg CO2e ({fmt.mass_range(0.0002, 0.0008)}, a ~90% range) = ")
+    assert "(200-800 mg, a ~90% range)" in line
+    page = report.render("comment.md.j2", report.context(m))
+    assert "(200-800 mg, a ~90% range" in page  # the same words in the comment's headline
+    exact = Measurement.from_json(_doc(), "old.json")  # no range: none shown
+    assert "range" not in report.summary_lines(exact)[1]
+
+
+def test_verdict_json_holds_the_runs_range(
+    co2gate: CliRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "b.yml").write_text(BUDGET)
+    ranged = _emissions(tmp_path, emissions_kg_range=[0.0003, 0.0006])
+    env = {"PATH": "/usr/bin:/bin"}
+    result = co2gate("check", "--budget-file", "b.yml", "--no-record", str(ranged), env=env)
+    assert result.returncode == 0, result.stderr
+    assert _out(tmp_path, "verdict.json")["emissions_kg_range"] == [0.0003, 0.0006]
+    plain = _emissions(tmp_path)
+    doc = json.loads(
+        co2gate(
+            "check", "--budget-file", "b.yml", "--no-record", "--json", str(plain), env=env
+        ).stdout
+    )
+    assert doc["emissions_kg_range"] == [0.0004, 0.0004]  # no width known: [x, x]
