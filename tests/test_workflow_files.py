@@ -120,3 +120,65 @@ def test_annotations_survive_the_runners_unescaping(message: str) -> None:
 
 def test_annotation_without_title() -> None:
     assert workflow.annotation("warning", "50% used") == "::warning::50%25 used"
+
+
+# ------------------------------------------------------------------ the action's inputs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _gate_argv(tmp_path: Path, env: dict[str, str]) -> list[str]:
+    """The co2gate command line action/gate.sh builds from its environment, read back from a
+    stand-in co2gate that writes its arguments one per line."""
+    import os
+    import subprocess
+
+    bin_ = tmp_path / "co2gate"
+    bin_.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done >"$ARGV_FILE"\n')
+    bin_.chmod(0o755)
+    base = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "CO2GATE_BIN": str(bin_),
+        "CO2GATE_OUT": "out",
+        "CO2GATE_RUN": "true",
+        "CO2GATE_WORKLOAD": "training",
+        "CO2GATE_BUDGET_FILE": "b.yml",
+        "GITHUB_OUTPUT": str(tmp_path / "output"),
+        "ARGV_FILE": str(tmp_path / "argv"),
+    }
+    subprocess.run(
+        ["bash", str(ROOT / "action" / "gate.sh")], env=base | env, check=True, timeout=30
+    )
+    return (tmp_path / "argv").read_text().splitlines()
+
+
+def test_units_unit_and_metrics_file_reach_the_cli_as_options(tmp_path: Path) -> None:
+    hostile = "m.json; $(touch pwned) `id` \"'"
+    argv = _gate_argv(
+        tmp_path,
+        {"CO2GATE_UNITS": "4096", "CO2GATE_UNIT": "tokens", "CO2GATE_METRICS_FILE": hostile},
+    )
+    at = argv.index("--units")
+    assert argv[at : at + 4] == ["--units", "4096", "--unit", "tokens"]
+    assert argv[argv.index("--metrics-file") + 1] == hostile  # one argument, never run
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+def test_empty_inputs_add_no_options(tmp_path: Path) -> None:
+    argv = _gate_argv(tmp_path, {"CO2GATE_UNITS": "", "CO2GATE_METRICS_FILE": ""})
+    assert "--units" not in argv and "--unit" not in argv and "--metrics-file" not in argv
+
+
+def test_every_new_input_goes_through_env_only() -> None:
+    import yaml
+
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    for name in ("units", "unit", "metrics-file"):
+        assert action["inputs"][name]["default"] == ""
+        assert action["inputs"][name]["description"]
+    gate = next(s for s in action["runs"]["steps"] if s.get("id") == "gate")
+    assert gate["env"]["CO2GATE_UNITS"] == "${{ inputs.units }}"
+    assert gate["env"]["CO2GATE_UNIT"] == "${{ inputs.unit }}"
+    assert gate["env"]["CO2GATE_METRICS_FILE"] == "${{ inputs.metrics-file }}"
+    for step in action["runs"]["steps"]:
+        assert "${{" not in step.get("run", ""), step.get("name")
