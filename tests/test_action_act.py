@@ -108,6 +108,9 @@ def test_a_pull_request_gates_comments_once_and_records(act: Act) -> None:
         for x in (fake.file_text("octo/lab", "co2gate-ledger", shard) or "").splitlines()
     ]
     assert [e["label"] for e in entries] == ["act-train"]
+    # units, unit and metrics-file reached the CLI (the file written by the command itself)
+    assert entries[0]["units"] == 4096 and entries[0]["unit"] == "tokens"
+    assert entries[0]["metrics"] == {"val_loss": 0.25}
     # the artifact was uploaded under a name unique to the job and label
     (artifact,) = act.artifacts.iterdir()
     assert artifact.name == "co2gate-report-train-act-train"

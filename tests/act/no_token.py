@@ -53,3 +53,5 @@ problems += [f"token file left: {p}" for p in temp.glob("co2gate-token.*")]
 if problems:
     sys.exit("token within reach: " + "; ".join(problems))
 print(f"trained under act; no token in reach ({walked} ancestors read)")
+# What a training script leaves for --metrics-file (the action's metrics-file input).
+Path(os.environ["RUNNER_TEMP"], "act-metrics.json").write_text('{"val_loss": 0.25}')
