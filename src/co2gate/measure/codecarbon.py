@@ -169,7 +169,7 @@ def cpu_power_table() -> tuple[list[str], dict[str, str]]:
     numbers, e.g. "27.29.5", which codecarbon's float() refuses too)."""
     from importlib.resources import files
 
-    text = (files("codecarbon") / "data" / "hardware" / "cpu_power.csv").read_text("utf-8")
+    text = (files("codecarbon") / "data" / "hardware" / "cpu_power.csv").read_text("utf-8-sig")
     rows = list(csv.DictReader(io.StringIO(text, newline="")))
     names = [row["Name"] for row in rows]
     tdp: dict[str, str] = {}
