@@ -100,6 +100,7 @@ def test_measure_spawns_the_command_before_any_heavy_import(tmp_path: Path) -> N
     # The record, the report and the ledger's use cases come after the command too.
     later = {"co2gate.model", "co2gate.emissions", "co2gate.report", "co2gate.app.gate"}
     later |= {"yaml"}  # no budget file here: nothing to parse
+    later |= {"random", "statistics"}  # the regression rule's bootstrap, after the command
     assert loaded.isdisjoint(later), sorted(loaded & later)
     assert "co2gate" in loaded  # the probe saw the spawn
 
@@ -115,3 +116,31 @@ def test_run_with_a_guard_and_heartbeat_spawns_before_any_heavy_import(tmp_path:
     loaded = loaded_at_spawn(tmp_path, *args)
     assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
     assert (tmp_path / "out" / "verdict.json").is_file()
+
+
+# Run in a fresh interpreter: record every module loaded by the time co2gate exits.
+AT_EXIT = """
+import atexit, json, sys
+record = sys.argv[1]
+def recording():
+    with open(record, "w") as f:
+        json.dump(sorted(sys.modules), f)
+atexit.register(recording)
+sys.argv = ["co2gate", *sys.argv[2:]]
+from co2gate.cli import main
+main()
+"""
+
+
+def test_a_measured_run_never_imports_pandas(tmp_path: Path) -> None:
+    # codecarbon reads its TDP table and grid tables through pandas; co2gate reads the same
+    # files without it (pandas and numpy: about 0.5 s of CPU, as much as the rest of co2gate).
+    record = tmp_path / "modules.json"
+    args = ["measure", "--budget-file", str(tmp_path / "none.yml"), "--out", str(tmp_path / "o")]
+    command = [sys.executable, "-c", AT_EXIT, str(record), *args, "--", sys.executable, "-c", ""]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    loaded = {m.split(".")[0] for m in json.loads(record.read_text())}
+    assert "codecarbon" in loaded  # it did measure
+    assert (tmp_path / "o" / "report.md").is_file()
+    assert loaded.isdisjoint({"pandas", "numpy"}), sorted(loaded & {"pandas", "numpy"})

@@ -143,3 +143,100 @@ def test_the_example_measured_end_to_end(tmp_path: Path) -> None:
         assert any("extrapolated" in note for note in doc["notes"])
     assert doc["intensity_source"].startswith("codecarbon ")
     assert "co2gate: " in result.stderr
+
+
+# Brand strings as /proc/cpuinfo writes them: matched exactly, after codecarbon's clean-up
+# ("(R)", " CPU @ 2.80GHz"), by token set, ambiguous, unknown; and one whose TDP cell is
+# malformed in codecarbon's table ("27.29.5"), which its float() refuses.
+BRANDS = (
+    "Intel(R) Xeon(R) Platinum 8370C CPU @ 2.80GHz",
+    "Intel(R) Xeon(R) CPU E5-2673 v4 @ 2.30GHz",
+    "Intel(R) Core(TM) i7-10700 CPU @ 2.90GHz",
+    "AMD EPYC 7763 64-Core Processor",
+    "AMD EPYC 9654 96-Core Processor",
+    "AMD Ryzen 9 5950X 16-Core Processor",
+    "AMD EPYC",
+    "Apple M1",
+    "Neoverse-N1",
+    "Intel Celeron 1000A",
+    "A CPU nobody has heard of",
+    "",
+)
+
+
+def _registry_lookup(tdp: object, model: str) -> object:
+    try:
+        return tdp._get_cpu_power_from_registry(model)  # type: ignore[attr-defined]
+    except ValueError as e:
+        return f"ValueError: {e}"
+
+
+def test_the_tdp_table_read_without_pandas_gives_codecarbons_own_figures() -> None:
+    from codecarbon.core import cpu as cc_cpu
+
+    from co2gate.measure.codecarbon import _tdp_table_without_pandas, cpu_power_table
+
+    names, _ = cpu_power_table()
+    assert len(names) > 4000  # the whole table, not a sample of it
+    models = [*BRANDS, *names[::97], *(n.upper() + " Processor" for n in names[5::331])]
+    tdp = cc_cpu.TDP.__new__(cc_cpu.TDP)  # the lookup alone, without probing this machine
+    theirs = [_registry_lookup(tdp, m) for m in models]  # codecarbon's own: pandas.read_csv
+    with _tdp_table_without_pandas(cc_cpu):
+        ours = [_registry_lookup(tdp, m) for m in models]
+    assert ours == theirs
+    found = [t for t in theirs if isinstance(t, float)]
+    assert len(found) > len(models) // 2  # most are in the table: the comparison compares TDPs
+    assert None in theirs and any(isinstance(t, str) for t in theirs)  # unknown, malformed
+    assert theirs[models.index("AMD EPYC 7763 64-Core Processor")] == 280.0
+
+
+def test_the_tdp_lookup_is_codecarbons_own_again_after_start() -> None:
+    from codecarbon.core import cpu as cc_cpu
+
+    original = cc_cpu.TDP._get_cpu_power_from_registry
+    meter = CodecarbonMeter()
+    meter.start()
+    try:
+        assert cc_cpu.TDP._get_cpu_power_from_registry is original
+    finally:
+        meter.stop()
+
+
+def test_a_codecarbon_whose_tdp_class_changed_keeps_its_own_lookup() -> None:
+    from types import SimpleNamespace
+
+    from co2gate.measure.codecarbon import _tdp_table_without_pandas
+
+    changed = SimpleNamespace(TDP=type("TDP", (), {"lookup": staticmethod(lambda m: 1.0)}))
+    with _tdp_table_without_pandas(changed):
+        assert not hasattr(changed.TDP, "_get_cpu_power_from_registry")
+    with _tdp_table_without_pandas(SimpleNamespace()):  # no TDP class at all
+        pass
+
+
+def test_the_meter_never_imports_pandas(tmp_path: Path) -> None:
+    # pandas and numpy cost about 0.5 s of CPU to import: as much as all of co2gate's start.
+    script = (
+        "import sys, time\n"
+        "from co2gate.measure.codecarbon import CodecarbonMeter\n"
+        "meter = CodecarbonMeter(live_interval_s=0.2)\n"
+        "meter.start()\n"
+        "time.sleep(0.5)\n"
+        "so_far = meter.so_far()\n"
+        "reading = meter.stop()\n"
+        "print(sum(p.energy_kwh for p in reading.parts) > 0, so_far is not None)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pandas', 'numpy')))\n"
+    )
+    env = {**os.environ, "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    measured, modules = done.stdout.splitlines()
+    assert measured == "True True"
+    assert modules == "[]"

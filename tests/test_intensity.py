@@ -319,3 +319,39 @@ def test_validate_does_not_import_codecarbon_and_is_fast() -> None:
     print(f"validate() cold, four locations, fresh interpreter: {float(seconds) * 1000:.1f} ms")
     assert modules == "[]"
     assert float(seconds) < 0.1
+
+
+def _gcp_regions() -> list[str]:
+    import csv
+
+    with open(DATA / "cloud" / "impact.csv", encoding="utf-8-sig", newline="") as f:
+        return [row["region"] for row in csv.DictReader(f) if row["provider"] == "gcp"]
+
+
+def test_every_gcp_region_equals_codecarbons_engine() -> None:
+    # resolve() reads impact.csv's figure itself; codecarbon's engine reads it through pandas.
+    regions = _gcp_regions()
+    assert len(regions) >= 40
+    for region in regions:
+        key = "me-central1" if region == "me-cenrtal1" else region
+        got = resolve(Location(cloud=f"gcp:{key}")).g_per_kwh
+        assert got == pytest.approx(_codecarbon_gcp(region), rel=1e-12), region
+
+
+def test_resolve_never_imports_pandas() -> None:
+    # codecarbon's DataSource loads every table on first use, its CSVs through pandas (about
+    # 0.5 s of CPU); resolve() reads only the JSON files the engine needs.
+    script = (
+        "import sys\n"
+        "from co2gate.intensity import Location, low_carbon, resolve\n"
+        "places = [Location(country='FRA'), Location(country='USA', region='virginia'),\n"
+        "    Location(country='CAN', region='quebec'), Location(country='SWE', region='SE3'),\n"
+        "    Location(country='CHN', region='sichuan'), Location(cloud='aws:us-east-1'),\n"
+        "    Location(cloud='gcp:us-central1'), Location()]\n"
+        "print(all(resolve(p).g_per_kwh > 0 for p in places), len(low_carbon()))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pandas', 'numpy')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.splitlines() == ["True 3", "[]"]

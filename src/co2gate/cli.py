@@ -770,7 +770,8 @@ def main() -> None:
         click.echo(lines.line(what), err=True)
         sys.exit(2)
     finally:
-        # Tearing down the objects codecarbon's dependencies (pandas, numpy) created takes
-        # about 0.15 s, between the command's exit and co2gate's; everything is written by
-        # now, so let the final collections skip them. atexit handlers still run.
+        # Tearing down the objects the libraries created (codecarbon's, Jinja2's) takes time
+        # between the command's exit and co2gate's (0.15 s when pandas was among them);
+        # everything is written by now, so let the final collections skip them. atexit
+        # handlers still run.
         gc.freeze()

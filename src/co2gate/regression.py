@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import enum
 import math
-import random
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -125,6 +123,8 @@ def check(
         return Check(
             Method.LATEST, head, base, last, ratio, ratio, ratio, confidence, max_increase, per
         )
+    import statistics  # here, not at the top: budget imports this module before the spawn
+
     base = statistics.median(last)
     if base <= 0:
         return None
@@ -141,6 +141,9 @@ def bootstrap_bounds(
 
     A resample whose median is 0 gives an infinite ratio (the head is infinitely heavier).
     """
+    import random
+    import statistics
+
     rng = random.Random(f"co2gate-regression:{seed}")  # a str seed: the same in every process
     n = len(base_runs)
     ratios = []

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import functools
+import io
 import logging
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -158,6 +162,52 @@ def _cpu_brand_from(model: str | None) -> Iterator[None]:
         cpuinfo.get_cpu_info = original
 
 
+@functools.cache
+def cpu_power_table() -> tuple[list[str], dict[str, str]]:
+    """codecarbon's CPU TDP table (data/hardware/cpu_power.csv): the names in file order, and
+    each name's TDP as written (its first row, as codecarbon's lookup takes it; a few are not
+    numbers, e.g. "27.29.5", which codecarbon's float() refuses too)."""
+    from importlib.resources import files
+
+    text = (files("codecarbon") / "data" / "hardware" / "cpu_power.csv").read_text("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    names = [row["Name"] for row in rows]
+    tdp: dict[str, str] = {}
+    for row in rows:
+        tdp.setdefault(row["Name"], row["TDP"] or "")
+    return names, tdp
+
+
+@contextlib.contextmanager
+def _tdp_table_without_pandas(cc_cpu: Any) -> Iterator[None]:
+    """Let codecarbon look its CPU up in its TDP table read with csv, not pandas.
+
+    codecarbon's TDP lookup loads the table with pandas.read_csv: importing pandas and numpy
+    for one column of names costs about 0.5 s of CPU beside the command, more than all the
+    rest of co2gate's start. The match itself stays codecarbon's (TDP._get_matching_cpu,
+    over the same names in the same order); only the loading changes. A codecarbon whose
+    TDP class has changed shape keeps its own lookup.
+    """
+    tdp_class: Any = getattr(cc_cpu, "TDP", None)
+    original = getattr(tdp_class, "_get_cpu_power_from_registry", None)
+    if original is None or not hasattr(tdp_class, "_get_matching_cpu"):
+        yield
+        return
+
+    def from_registry(self: Any, cpu_model_raw: str) -> float | None:
+        names, tdp = cpu_power_table()
+        match = self._get_matching_cpu(cpu_model_raw, {"Name": names})
+        if not match:
+            return None
+        return float(tdp[match]) if tdp[match].strip() else math.nan  # pandas: empty is NaN
+
+    tdp_class._get_cpu_power_from_registry = from_registry
+    try:
+        yield
+    finally:
+        tdp_class._get_cpu_power_from_registry = original
+
+
 class _Collect(logging.Handler):
     """Keeps codecarbon's error lines for the report instead of printing them mid-run."""
 
@@ -210,13 +260,16 @@ class CodecarbonMeter(Meter):
         except OSError:
             facts = CpuFacts(model=None, threads_per_core=1, hypervisor=False)
         self._quiet = quiet_codecarbon()
-        with _cpu_brand_from(facts.model):
+        with _cpu_brand_from(facts.model), contextlib.ExitStack() as patches:
             from codecarbon import OfflineEmissionsTracker
             from codecarbon.core import cpu as cc_cpu
 
+            patches.enter_context(_tdp_table_without_pandas(cc_cpu))
             tracker = OfflineEmissionsTracker(
                 project_name="co2gate",
-                country_iso_code="USA",  # unused: intensity is forced; co2gate applies its own
+                # No place: co2gate prices the energy itself (intensity is forced to 0 here), and
+                # naming a country makes codecarbon load all its tables, CSVs through pandas.
+                country_iso_code=None,
                 region=None,
                 cloud_provider=None,
                 cloud_region=None,
