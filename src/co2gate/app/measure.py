@@ -27,6 +27,7 @@ from co2gate.measure.interface import Meter
 from co2gate.runner import MeterFactory, Supervisor
 from co2gate.sci import Embodied
 from co2gate.tokens import github_token
+from co2gate.trackers import Targets
 
 if TYPE_CHECKING:
     from co2gate.model import Measurement
@@ -43,6 +44,7 @@ class MeasureRequest:
     budget_file: Path = Path(budgets.DEFAULT_FILE)
     template_dir: Path | None = None
     unit: str | None = None  # what `requests` counts when --units gave it
+    trackers: Targets = field(default_factory=Targets)  # where else the figures go
 
     def labels(self, env: Mapping[str, str]) -> RunLabels:
         """What the user said the run is; refuses a workload that cannot name a category."""
@@ -181,7 +183,21 @@ def measure(request: MeasureRequest, env: Mapping[str, str], say: Say) -> Outcom
 
     options = Options(request.template_dir, comment=False)
     publish_into(outcome, [Run(measured.measurement)], budget, out_dir, env, options)
+    track(outcome, [measured.measurement], request.trackers, env)
     return outcome.finish(measured.exit_code)
+
+
+def track(
+    outcome: Outcome, measurements: Sequence[Measurement], targets: Targets, env: Mapping[str, str]
+) -> None:
+    """Send each measurement to the trackers asked for, once its files are written: a line
+    each, a warning for one that failed; the exit code and the verdict stay as they are."""
+    if not targets.wanted:
+        return
+    from co2gate.trackers import send_all
+
+    for m in measurements:
+        outcome.lines.extend(send_all(m, targets, env))
 
 
 def _present(path: Path) -> bool:
