@@ -86,6 +86,9 @@ def tags(m: Measurement) -> dict[str, str]:
 
 def send_all(m: Measurement, targets: Targets, env: Mapping[str, str]) -> list[str]:
     """Send m to every target asked for; one line each: what was sent, or a warning."""
+    from co2gate import tokens
+
+    tokens.watch(env)  # every token variable in env is masked in what is sent
     said: list[str] = []
     if targets.mlflow:
         from co2gate.trackers import mlflow
@@ -109,8 +112,12 @@ def send_all(m: Measurement, targets: Targets, env: Mapping[str, str]) -> list[s
 
 
 def _attempt(name: str, send: Callable[[], str]) -> str:
+    import warnings
+
     try:
-        return f"{name}: {send()}"
+        with warnings.catch_warnings():  # a library's deprecation notices are not co2gate's
+            warnings.simplefilter("ignore")
+            return f"{name}: {send()}"
     except TrackerError as e:
         return f"warning: {name}: {_short(str(e))}; the figures were not sent there"
     except Exception as e:  # a tracker's library may raise anything: never the verdict's end

@@ -57,6 +57,11 @@ def send(m: Measurement, env: Mapping[str, str]) -> str:
             client.set_terminated(run_id)
     except MlflowException as e:
         raise TrackerError(f"run {run_id or '(new)'}: {e.message}") from e
+    except ImportError as e:  # mlflow-skinny reaches a database store through SQLAlchemy
+        needs = f"needs {e.name}" if e.name else f"cannot be opened ({e})"
+        raise TrackerError(
+            f"this tracking store {needs}: pip install sqlalchemy alembic (or the full mlflow)"
+        ) from e
     where = f"a new run {run_id}" if own else f"run {run_id}"
     return f"logged {len(figures)} metrics and {len(labels)} tags to {where}"
 
