@@ -218,8 +218,9 @@ def test_without_a_run_id_a_run_of_its_own_joins_the_named_experiment(
     shutil.copy(mlflow_store, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": "carbon"}
-    result = check(co2gate, tmp_path, measured, "--mlflow", **env)
+    result = check(co2gate, tmp_path, measured, "--mlflow", "--json", **env)
     assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["verdict"] == "pass"  # nothing of MLflow's on stdout
     assert "mlflow: logged 10 metrics and 7 tags to a new run" in result.stderr
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("carbon")
@@ -292,7 +293,7 @@ def test_a_database_store_without_sqlalchemy_says_what_to_install(
     )
     assert result.returncode == 0, result.stderr
     (warning,) = warnings_in(result.stderr)
-    assert "needs sqlalchemy: pip install sqlalchemy alembic" in warning
+    assert "a sqlite tracking store needs sqlalchemy: pip install sqlalchemy alembic" in warning
 
 
 def test_a_failing_gate_still_fails_and_is_still_logged(
@@ -389,8 +390,9 @@ def test_without_a_run_id_wandb_logs_a_linked_run_in_the_same_group(
 ) -> None:
     need("wandb")
     env = wandb_env(tmp_path, WANDB_RUN_GROUP="exp-7")
-    result = check(co2gate, tmp_path, measured, "--wandb", process=True, **env)
+    result = check(co2gate, tmp_path, measured, "--wandb", "--json", process=True, **env)
     assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["verdict"] == "pass"  # nothing of wandb's on stdout
     assert "wandb: logged 10 metrics and 7 config values to a run" in result.stderr
     assert "in group exp-7" in result.stderr
     assert only_co2gates_lines(result.stderr), result.stderr

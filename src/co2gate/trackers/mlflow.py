@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 
 
+DATABASES = ("sqlite", "postgresql", "mysql", "mssql")  # MLflow's SQLAlchemy stores
+
+
 def send(m: Measurement, env: Mapping[str, str]) -> str:
     """Log m to the run; returns what was logged where. Raises TrackerError."""
     run_id = env.get("MLFLOW_RUN_ID", "").strip()
@@ -44,11 +47,13 @@ def send(m: Measurement, env: Mapping[str, str]) -> str:
     for logger in ("mlflow", "alembic"):  # a new SQLite store narrates its migrations
         logging.getLogger(logger).setLevel(logging.WARNING)
 
+    uri = env.get("MLFLOW_TRACKING_URI") or None
+    _database_driver(uri)
     at_ms = int(m.run.ended_at.timestamp() * 1000)
     figures = [Metric(k, v, at_ms, 0) for k, v in metrics(m).items()]
     labels = [RunTag(k, v) for k, v in tags(m).items()]
     try:
-        client = MlflowClient(tracking_uri=env.get("MLFLOW_TRACKING_URI") or None)
+        client = MlflowClient(tracking_uri=uri)
         own = not run_id
         if own:
             run_id = _new_run(client, experiment_id, experiment_name, m.run.label)
@@ -57,11 +62,7 @@ def send(m: Measurement, env: Mapping[str, str]) -> str:
             client.set_terminated(run_id)
     except MlflowException as e:
         raise TrackerError(f"run {run_id or '(new)'}: {e.message}") from e
-    except ImportError as e:  # mlflow-skinny reaches a database store through SQLAlchemy
-        needs = f"needs {e.name}" if e.name else f"cannot be opened ({e})"
-        raise TrackerError(
-            f"this tracking store {needs}: pip install sqlalchemy alembic (or the full mlflow)"
-        ) from e
+
     where = f"a new run {run_id}" if own else f"run {run_id}"
     return f"logged {len(figures)} metrics and {len(labels)} tags to {where}"
 
@@ -73,3 +74,19 @@ def _new_run(client: Any, experiment_id: str, experiment_name: str, label: str) 
         experiment_id = found.experiment_id if found else client.create_experiment(experiment_name)
     run = client.create_run(experiment_id, run_name=f"co2gate {label}")
     return str(run.info.run_id)
+
+
+def _database_driver(uri: str | None) -> None:
+    """mlflow-skinny reaches a database store through SQLAlchemy and Alembic, which it does
+    not install; without them MLflow's own message lists URI schemes instead of saying so."""
+    scheme = (uri or "").partition(":")[0].partition("+")[0]
+    if scheme not in DATABASES:
+        return
+    for package in ("sqlalchemy", "alembic"):
+        try:
+            __import__(package)
+        except ImportError as e:
+            raise TrackerError(
+                f"a {scheme} tracking store needs {package}: pip install sqlalchemy alembic "
+                "(or the full mlflow)"
+            ) from e
