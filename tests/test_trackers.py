@@ -140,9 +140,12 @@ def expected_tags(doc: dict[str, Any]) -> dict[str, str]:
 # --- nothing is sent unless asked -------------------------------------------------------
 
 
-def test_nothing_is_asked_by_default() -> None:
+def test_nothing_is_asked_or_sent_by_default(measured: Path, tmp_path: Path) -> None:
     assert not Targets().wanted
-    assert trackers.send_all.__name__  # the room exists; send_all is called only when wanted
+    env = {"MLFLOW_RUN_ID": "a" * 32, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)}
+    assert trackers.send_all(measurement(measured), Targets(), env) == []
+    assert list(tmp_path.iterdir()) == []
+    assert Targets(prometheus_textfile=tmp_path / "x.prom").wanted
 
 
 def test_without_a_flag_nothing_reaches_mlflow_even_with_its_environment(
