@@ -26,6 +26,7 @@ from co2gate.starter import DEFAULT_ANNUAL_KG, DEFAULT_RUN, DEFAULT_WORKFLOW_FIL
 
 if TYPE_CHECKING:
     from co2gate.app import Outcome
+    from co2gate.trackers import Targets
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -256,6 +257,71 @@ comment_options = _options(
 )
 
 
+def _textfile(_ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
+    """node_exporter's textfile collector reads only *.prom files: another name is a typo."""
+    if value is not None and value.suffix != ".prom":
+        raise click.BadParameter(f"{value} does not end in .prom, which node_exporter needs")
+    return value
+
+
+def _pushgateway(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """An http(s) URL with a host (the scheme may be left out), checked before the command."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value if "://" in value else "http://" + value)
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number in range)
+    except ValueError as e:
+        raise click.BadParameter(f"bad port in the URL: {e}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter("expected http://HOST:PORT (or https://)")
+    return value
+
+
+# Where else the figures go (nothing is sent unless one of these is given).
+tracker_options = _options(
+    click.option(
+        "--mlflow",
+        is_flag=True,
+        help="Log the figures (metrics co2gate.*) and methods (tags) to the MLflow run "
+        "MLFLOW_RUN_ID, in MLFLOW_TRACKING_URI's store; without MLFLOW_RUN_ID, to a new run in "
+        "MLFLOW_EXPERIMENT_NAME (or _ID). Needs co2gate[mlflow]. A failure is a warning.",
+    ),
+    click.option(
+        "--wandb",
+        is_flag=True,
+        help="Log the figures to the W&B run WANDB_RUN_ID (resumed); without it, to a run of "
+        "co2gate's own in WANDB_PROJECT and group WANDB_RUN_GROUP (job type co2gate). "
+        "WANDB_MODE=offline works. Needs co2gate[wandb]. A failure is a warning.",
+    ),
+    click.option(
+        "--prometheus-textfile",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        callback=_textfile,
+        metavar="PATH.prom",
+        help="Write the figures as gauges labelled with the label and workload to PATH.prom, "
+        "atomically, for node_exporter's textfile collector. A failure is a warning.",
+    ),
+    click.option(
+        "--prometheus-pushgateway",
+        default=None,
+        callback=_pushgateway,
+        metavar="URL",
+        help="Push the figures as gauges to the Pushgateway at URL (job co2gate, grouped by "
+        "label and workload). Needs co2gate[prometheus]. A failure is a warning.",
+    ),
+)
+
+
+def _targets(mlflow: bool, wandb: bool, textfile: Path | None, pushgateway: str | None) -> Targets:
+    from co2gate.trackers import Targets
+
+    return Targets(mlflow, wandb, textfile, pushgateway)
+
+
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print the result as one JSON document on stdout."
 )
@@ -279,6 +345,7 @@ def cli() -> None:
 )
 @template_dir_option
 @metric_options
+@tracker_options
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def measure(
     out: Path,
@@ -296,6 +363,10 @@ def measure(
     template_dir: Path | None,
     metric: tuple[str, ...],
     metrics_file: Path | None,
+    mlflow: bool,
+    wandb: bool,
+    prometheus_textfile: Path | None,
+    prometheus_pushgateway: str | None,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND and measure the energy it draws and the CO2e it emits.
@@ -316,6 +387,7 @@ def measure(
 
     where = LocationOptions(country, region, cloud, intensity, pue)
     requests, unit = _work(requests, units, unit)
+    targets = _targets(mlflow, wandb, prometheus_textfile, prometheus_pushgateway)
     request = MeasureRequest(
         command,
         out,
@@ -328,6 +400,7 @@ def measure(
         unit,
         metric,
         metrics_file,
+        targets,
     )
     _finish(measure_only(request, os.environ, _say))
 
@@ -373,6 +446,7 @@ def measure(
     "0: never. Default: 300 in GitHub Actions, else 0.",
 )
 @metric_options
+@tracker_options
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     out: Path,
@@ -397,6 +471,10 @@ def run(
     heartbeat: float | None,
     metric: tuple[str, ...],
     metrics_file: Path | None,
+    mlflow: bool,
+    wandb: bool,
+    prometheus_textfile: Path | None,
+    prometheus_pushgateway: str | None,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND, measure it, check it against the budget and record it.
@@ -420,6 +498,7 @@ def run(
 
     where = LocationOptions(country, region, cloud, intensity, pue)
     requests, unit = _work(requests, units, unit)
+    targets = _targets(mlflow, wandb, prometheus_textfile, prometheus_pushgateway)
     measure = MeasureRequest(
         command,
         out,
@@ -432,6 +511,7 @@ def run(
         unit,
         metric,
         metrics_file,
+        targets,
     )
     request = RunRequest(
         measure, no_record, comment, comment_author, preflight, max_kg, grace, heartbeat
@@ -479,6 +559,7 @@ def run(
     "never the artifact's own.",
 )
 @metric_options
+@tracker_options
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 def check(
     budget_file: Path,
@@ -496,6 +577,10 @@ def check(
     workflow_run: bool,
     metric: tuple[str, ...],
     metrics_file: Path | None,
+    mlflow: bool,
+    wandb: bool,
+    prometheus_textfile: Path | None,
+    prometheus_pushgateway: str | None,
     files: tuple[Path, ...],
 ) -> None:
     """Gate measurements already taken: co2gate emissions.json files, or the emissions.csv
@@ -525,6 +610,7 @@ def check(
         unit,
         metric,
         metrics_file,
+        _targets(mlflow, wandb, prometheus_textfile, prometheus_pushgateway),
     )
     _finish(check_files(request, os.environ))
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import enum
 import math
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -126,6 +125,8 @@ def points(entries: Iterable[Mapping[str, Any]], label: str, metric: str) -> lis
 def improved(value: float, base_values: Sequence[float], better: Better) -> float | None:
     """The median of the base runs' figures when value is strictly better than it; else None
     (also when there is no base figure)."""
+    import statistics  # here, not at the top: budget imports this module before the spawn
+
     if not base_values:
         return None
     median = statistics.median(base_values)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -20,10 +20,12 @@ from co2gate.app.inputs import (
     load_budget,
     prepare_out_dir,
 )
+from co2gate.app.measure import track
 from co2gate.github import context
 from co2gate.labels import RunLabels
 from co2gate.ledger import open_ledger
 from co2gate.runner import AfterCommand
+from co2gate.trackers import Targets
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class CheckRequest:
     unit: str | None = None  # what `requests` counts when --units gave it
     metric: tuple[str, ...] = ()  # --metric NAME=VALUE: given to every file's run
     metrics_file: Path | None = None  # --metrics-file: read now, given to every file's run
+    trackers: Targets = field(default_factory=Targets)  # where else the figures go
 
 
 def check(request: CheckRequest, env: Mapping[str, str]) -> Outcome:
@@ -99,6 +102,7 @@ def check(request: CheckRequest, env: Mapping[str, str]) -> Outcome:
         runs = [Run(m, gated) for (m, _), gated in zip(gating, results, strict=True)]
         options = Options(request.template_dir, request.comment, request.comment_author, after)
         publish_into(outcome, runs, budget, out_dir, env, options)
+    track(outcome, [m for m, _ in gating], request.trackers, env)
     if request.as_json:
         outcome.stdout = json.dumps(verdict_document(results), indent=2)
     failed = any(r.decision.verdict is budgets.Verdict.FAIL for r in results)

@@ -30,6 +30,7 @@ from co2gate.metrics import Wanted
 from co2gate.runner import MeterFactory, Supervisor
 from co2gate.sci import Embodied
 from co2gate.tokens import github_token
+from co2gate.trackers import Targets
 
 if TYPE_CHECKING:
     from co2gate.model import Measurement
@@ -52,6 +53,8 @@ class MeasureRequest:
     def wanted(self) -> Wanted:
         """The run's quality figures as far as they are known before it starts."""
         return Wanted.of(self.metric, self.metrics_file)
+
+    trackers: Targets = field(default_factory=Targets)  # where else the figures go
 
     def labels(self, env: Mapping[str, str]) -> RunLabels:
         """What the user said the run is; refuses a workload that cannot name a category."""
@@ -197,7 +200,21 @@ def measure(request: MeasureRequest, env: Mapping[str, str], say: Say) -> Outcom
 
     options = Options(request.template_dir, comment=False)
     publish_into(outcome, [Run(measured.measurement)], budget, out_dir, env, options)
+    track(outcome, [measured.measurement], request.trackers, env)
     return outcome.finish(measured.exit_code)
+
+
+def track(
+    outcome: Outcome, measurements: Sequence[Measurement], targets: Targets, env: Mapping[str, str]
+) -> None:
+    """Send each measurement to the trackers asked for, once its files are written: a line
+    each, a warning for one that failed; the exit code and the verdict stay as they are."""
+    if not targets.wanted:
+        return
+    from co2gate.trackers import send_all
+
+    for m in measurements:
+        outcome.lines.extend(send_all(m, targets, env))
 
 
 def _present(path: Path) -> bool:

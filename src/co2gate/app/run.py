@@ -17,7 +17,7 @@ from co2gate.app.inputs import (
     load_budget,
     prepare_out_dir,
 )
-from co2gate.app.measure import MeasureRequest, measure_command, warm_report
+from co2gate.app.measure import MeasureRequest, measure_command, track, warm_report
 from co2gate.github.context import ci_context
 from co2gate.guard import DEFAULT_GRACE_S, Watch, default_heartbeat_s
 from co2gate.labels import RunLabels
@@ -96,6 +96,8 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
 
         options = Options(m.template_dir, request.comment, request.comment_author, after)
         publish_into(outcome, [Run(measured.measurement, gated)], budget, out_dir, env, options)
+    # After the signals' deferral: a tracker's server may be slow, everything is written.
+    track(outcome, [measured.measurement], m.trackers, env)
     command = 0 if measured.stopped_by_guard else measured.exit_code  # the gate's, not SIGTERM's
     return outcome.finish(command, failed=gated.decision.verdict is budgets.Verdict.FAIL)
 
