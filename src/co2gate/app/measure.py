@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from co2gate import budget as budgets
 from co2gate import intensity
 from co2gate.app import Outcome, Say
+from co2gate.app.grid import provider_pricing
 from co2gate.app.inputs import (
     LocationOptions,
     check_templates,
@@ -105,6 +106,7 @@ def measure_command(
     embodied: Embodied | None = None,
     notes: Sequence[str] = (),
     beside: Sequence[Callable[[], object]] = (),
+    reprice: Callable[[Measurement], Measurement] | None = None,
 ) -> Measured:
     """Run argv under every energy source present and write emissions.json and emissions.csv.
 
@@ -112,7 +114,8 @@ def measure_command(
     files are written, so a cancelled job still leaves its partial measurement behind.
     With a watch (a cap, a heartbeat) a live guard watches the run; it prices what it reads
     in its own thread, so nothing heavy is imported before the command starts. `beside`:
-    work for the report, done while the command runs.
+    work for the report, done while the command runs. `reprice`: a live grid signal's
+    pricing (app.grid), applied once the command has exited.
     """
     # The Action's token file is read (and deleted) before the command can look for it;
     # one that cannot be read stops here, with nothing started.
@@ -136,6 +139,8 @@ def measure_command(
             embodied=embodied,
             notes=notes,
         )
+        if reprice is not None:
+            m = reprice(m)
         files: tuple[Path, ...] = ()
         lost = None
         try:
@@ -175,6 +180,7 @@ def measure(request: MeasureRequest, env: Mapping[str, str], say: Say) -> Outcom
         embodied=budget.embodied if budget else None,
         notes=notes,
         beside=[functools.partial(warm_report, request.template_dir)],
+        reprice=provider_pricing(budget, location, env, ci),
     )
     outcome = measured.outcome()
     from co2gate.app.publish import Options, Run, publish_into  # warm by now
