@@ -48,6 +48,9 @@ def provider_pricing(
 
 
 def _name(config: IntensityConfig) -> str:
+    """What notes call the provider: "electricitymaps DE", "file grid.csv"."""
+    if config.provider is ProviderName.FILE:
+        return f"file {Path(config.path or '').name}"
     return f"{config.provider.value} {config.zone or ''}".strip()
 
 
@@ -87,6 +90,8 @@ def _file_at_base(
     from co2gate.grid import file
 
     path = Path(config.path or "")
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
     text = read_at_commit(path, base_sha, env, file.MAX_BYTES)
     if text is None:
         raise ProviderError(f"the base commit {str(base_sha)[:7]} has no {path}")
@@ -114,6 +119,8 @@ def priced_by_provider(
         # No meter keeps energy per interval yet: the run's energy at its mean power.
         sample = pricing.EnergySample(run.started_at, run.ended_at, m.energy_kwh.total)
         priced = pricing.price(series, [sample], pricing.EnergySpread.EVEN)
+        if config.provider is ProviderName.FILE:  # its name, not the runner's path to it
+            priced = dataclasses.replace(priced, source=name)
     except Co2gateError as e:
         why = str(e)
         if not why.startswith(name):
