@@ -12,7 +12,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -89,7 +89,7 @@ def grid() -> Iterator[FakeGrid]:
     fake = FakeGrid()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             parts = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
             request = Seen(parts.path, query, {k.lower(): v for k, v in self.headers.items()})
@@ -267,7 +267,8 @@ def test_a_redirect_is_not_followed_so_the_key_stays_with_the_provider(grid: Fak
         (json.dumps(em_history(-5)).encode(), "g_per_kwh -5.0 is outside"),
         (json.dumps(em_history(1e9)).encode(), "g_per_kwh 1000000000.0 is outside"),
         (
-            b'{"zone": "DE", "history": [{"carbonIntensity": NaN, "datetime": "2026-05-01T10:00Z"}]}',
+            b'{"zone": "DE", "history": '
+            b'[{"carbonIntensity": NaN, "datetime": "2026-05-01T10:00Z"}]}',
             "is not finite",
         ),
         (
@@ -409,7 +410,7 @@ def test_watttime_forecast_of_the_marginal_signal(grid: FakeGrid) -> None:
 def test_watttime_unknown_units_are_refused(grid: FakeGrid) -> None:
     wattime_routes(grid)
     grid.routes["/v3/historical"] = [(200, wt_data("co2_aoer", T0, [1.0], units="percentile"), {})]
-    with pytest.raises(ProviderError, match="meta.units 'percentile' is not a known unit"):
+    with pytest.raises(ProviderError, match=r"meta\.units 'percentile' is not a known unit"):
         wt(grid, Signal.AVERAGE).history(T0, T0 + HOUR)
 
 
@@ -601,6 +602,7 @@ def test_a_run_priced_by_a_provider_keeps_the_house_identity_and_round_trips(
     assert out.grid.marginal_emissions_kg == pytest.approx(total * 1.1 * 304.5 / 1000)
     low, high = out.emissions_bounds
     assert low == pytest.approx(0.7 * out.emissions_kg * m.energy_bounds.total[0] / total)
+    assert high == pytest.approx(1.3 * out.emissions_kg * m.energy_bounds.total[1] / total)
     back = Measurement.from_json(json.loads(json.dumps(out.to_json())), "e.json")
     assert back == out
     assert doc(2.0).grid is None and "intensity_method" not in doc(2.0).to_json()  # older files

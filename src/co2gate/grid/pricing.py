@@ -10,6 +10,7 @@ says so. Pure: no network, no files.
 from __future__ import annotations
 
 import enum
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -93,6 +94,7 @@ def price(
     intervals = series.intervals
     if not intervals:
         raise ProviderError(f"{series.source}: no figures over the run")
+    starts = [iv.start for iv in intervals]
     energy = [0.0] * len(intervals)
     seconds = [0.0] * len(intervals)
     for sample in samples:
@@ -100,12 +102,15 @@ def price(
         if span <= 0:
             continue
         covered = 0.0
-        for i, iv in enumerate(intervals):
+        i = max(0, bisect_right(starts, sample.start) - 1)  # intervals are in time order
+        while i < len(intervals) and intervals[i].start < sample.end:
+            iv = intervals[i]
             overlap = _overlap(sample.start, sample.end, iv.start, iv.end)
             if overlap:
                 energy[i] += sample.energy_kwh * overlap / span
                 seconds[i] += overlap
                 covered += overlap
+            i += 1
         if covered < span:
             # Attribute what no interval covers to the interval nearest to each uncovered part.
             cursor = sample.start
