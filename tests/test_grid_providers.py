@@ -531,6 +531,51 @@ def test_uneven_energy_is_priced_per_interval_not_at_the_mean_intensity() -> Non
     assert kg != pytest.approx(4.0 * 200 / 1000)  # the mean of the intensities: 0.8 kg
 
 
+def test_the_guards_readings_lay_the_energy_over_time() -> None:
+    end = T0 + 2 * HOUR
+    readings = [(T0 + HOUR, 3.0), (end - timedelta(seconds=1), 4.0)]  # kWh read so far
+    samples, spread = pricing.samples_from_readings(T0, end, 4.0, readings)
+    assert spread is pricing.EnergySpread.SAMPLED
+    assert sum(s.energy_kwh for s in samples) == pytest.approx(4.0)
+    priced = pricing.price(two_hours(100, 300), samples, spread)
+    assert units.emissions_kg(4.0, 1.0, priced.g_per_kwh) == pytest.approx(0.6, rel=1e-3)
+    # a source ready late reads less than the run's extrapolated figure: shares are kept
+    samples, _ = pricing.samples_from_readings(T0, end, 8.0, readings)
+    assert [s.energy_kwh for s in samples[:2]] == pytest.approx([6.0, 2.0], rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    "readings",
+    [[], [(T0 + HOUR, 0.0)], [(T0 - HOUR, 1.0), (T0 + 3 * HOUR, 2.0)]],
+    ids=["none", "never-moved", "outside-the-run"],
+)
+def test_without_readings_that_moved_the_energy_is_spread_evenly(
+    readings: list[tuple[datetime, float]],
+) -> None:
+    samples, spread = pricing.samples_from_readings(T0, T0 + 2 * HOUR, 2.0, readings)
+    assert spread is pricing.EnergySpread.EVEN
+    assert samples == [pricing.EnergySample(T0, T0 + 2 * HOUR, 2.0)]
+
+
+def test_the_guard_keeps_its_readings_for_pricing() -> None:
+    from co2gate.guard import Guard, Watch
+    from co2gate.intensity import Intensity
+
+    said: list[str] = []
+    guard = Guard(
+        Watch(heartbeat_s=0.05), pue=1.0, price=lambda: Intensity(100.0, "t"), say=said.append
+    )
+    energy = iter(range(1, 10_000))
+    started = datetime.now(UTC)
+    guard.begin(time.monotonic(), started, lambda: float(next(energy)), lambda sig: None)
+    time.sleep(0.4)
+    guard.end()
+    assert len(guard.readings) >= 2
+    times = [t for t, _ in guard.readings]
+    assert times == sorted(times) and times[0] > started
+    assert [e for _, e in guard.readings] == [float(i + 1) for i in range(len(guard.readings))]
+
+
 def test_a_run_inside_one_interval_is_provider_latest() -> None:
     sample = pricing.EnergySample(T0 + timedelta(minutes=5), T0 + timedelta(minutes=9), 0.01)
     priced = pricing.price(two_hours(100, 300), [sample])

@@ -10,7 +10,8 @@ The ledger records the average figure; the marginal one is reported beside it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
     from co2gate.budget import Budget
     from co2gate.model import Measurement
 
-Reprice = Callable[["Measurement"], "Measurement"]
+# (measurement, the live guard's (when, kWh so far) readings) -> the measurement priced
+Reprice = Callable[["Measurement", "Sequence[tuple[datetime, float]]"], "Measurement"]
 
 
 def provider_pricing(
@@ -41,8 +43,10 @@ def provider_pricing(
         return None
     config, embodied = budget.intensity, budget.embodied
 
-    def reprice(m: Measurement) -> Measurement:
-        return priced_by_provider(m, config, env, embodied, ci=ci, base_dir=base_dir)
+    def reprice(m: Measurement, readings: Sequence[tuple[datetime, float]]) -> Measurement:
+        return priced_by_provider(
+            m, config, env, embodied, ci=ci, base_dir=base_dir, readings=readings
+        )
 
     return reprice
 
@@ -106,9 +110,11 @@ def priced_by_provider(
     *,
     ci: Mapping[str, Any] | None = None,
     base_dir: Path | None = None,
+    readings: Sequence[tuple[datetime, float]] = (),
 ) -> Measurement:
     """m priced interval by interval with the provider's history over its run; m with a note
-    (codecarbon's figure kept) when the provider cannot answer."""
+    (codecarbon's figure kept) when the provider cannot answer. `readings`: the live guard's
+    (when, kWh so far), how the energy fell over time; without them it is spread evenly."""
     from co2gate.grid import pricing
     from co2gate.model import GridPricing, SeriesInterval
 
@@ -116,9 +122,10 @@ def priced_by_provider(
     run = m.run
     try:
         series = _history(config, env, m, ci, base_dir)
-        # No meter keeps energy per interval yet: the run's energy at its mean power.
-        sample = pricing.EnergySample(run.started_at, run.ended_at, m.energy_kwh.total)
-        priced = pricing.price(series, [sample], pricing.EnergySpread.EVEN)
+        samples, spread = pricing.samples_from_readings(
+            run.started_at, run.ended_at, m.energy_kwh.total, readings
+        )
+        priced = pricing.price(series, samples, spread)
         if config.provider is ProviderName.FILE:  # its name, not the runner's path to it
             priced = dataclasses.replace(priced, source=name)
     except Co2gateError as e:
@@ -147,8 +154,13 @@ def priced_by_provider(
     count = len(priced.intervals)
     said = (
         f"intensity from {priced.source}: {count} interval{'s' if count != 1 else ''} over the "
-        f"run ({priced.method.value}), the run's energy spread evenly over them (no meter "
-        f"keeps energy per interval); codecarbon's figure was {m.intensity_g_per_kwh:.4g} g/kWh"
+        f"run ({priced.method.value}), "
+        + (
+            "the energy in each from the live guard's readings"
+            if priced.energy is pricing.EnergySpread.SAMPLED
+            else "the run's energy spread evenly over them (no readings over time)"
+        )
+        + f"; codecarbon's figure was {m.intensity_g_per_kwh:.4g} g/kWh"
     )
     if marginal_kg is not None:
         said += (

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from co2gate import budget as budgets
 from co2gate import intensity
 from co2gate.app import Outcome, Say
-from co2gate.app.grid import provider_pricing
+from co2gate.app.grid import Reprice, provider_pricing
 from co2gate.app.inputs import (
     LocationOptions,
     check_templates,
@@ -106,7 +106,7 @@ def measure_command(
     embodied: Embodied | None = None,
     notes: Sequence[str] = (),
     beside: Sequence[Callable[[], object]] = (),
-    reprice: Callable[[Measurement], Measurement] | None = None,
+    reprice: Reprice | None = None,
 ) -> Measured:
     """Run argv under every energy source present and write emissions.json and emissions.csv.
 
@@ -140,7 +140,7 @@ def measure_command(
             notes=notes,
         )
         if reprice is not None:
-            m = reprice(m)
+            m = reprice(m, guard.readings if guard is not None else ())
         files: tuple[Path, ...] = ()
         lost = None
         try:

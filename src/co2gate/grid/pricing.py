@@ -14,6 +14,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Final
 
 from co2gate.grid.signal import Interval, ProviderError, Series
@@ -171,3 +172,35 @@ def _bounded(intervals: tuple[PricedInterval, ...]) -> tuple[PricedInterval, ...
             )
         out.append(PricedInterval(group[0].start, group[-1].end, g, marginal, kwh))
     return tuple(out)
+
+
+def samples_from_readings(
+    start: datetime,
+    end: datetime,
+    total_kwh: float,
+    readings: Sequence[tuple[datetime, float]],
+) -> tuple[list[EnergySample], EnergySpread]:
+    """The run's energy as samples between the live guard's readings (when, kWh read so far),
+    scaled so they sum to total_kwh (the run's figure, extrapolated to its lifetime); the
+    stretch after the last reading at the mean rate seen. Without readings that moved: one
+    even sample over the run."""
+    points = [(t, e) for t, e in readings if start < t < end]
+    even = [EnergySample(start, end, total_kwh)], EnergySpread.EVEN
+    if not points or total_kwh <= 0:
+        return even
+    edges = [start, *(t for t, _ in points)]
+    steps = []
+    before = 0.0
+    for (t0, t1), (_, energy) in zip(pairwise(edges), points, strict=True):
+        steps.append((t0, t1, max(0.0, energy - before)))
+        before = max(before, energy)
+    seen_s = (points[-1][0] - start).total_seconds()
+    if before <= 0 or seen_s <= 0:
+        return even
+    tail_s = (end - points[-1][0]).total_seconds()
+    steps.append((points[-1][0], end, before / seen_s * tail_s))
+    read = sum(kwh for _, _, kwh in steps)
+    return (
+        [EnergySample(t0, t1, total_kwh * kwh / read) for t0, t1, kwh in steps if t1 > t0],
+        EnergySpread.SAMPLED,
+    )
