@@ -834,3 +834,43 @@ def test_measure_falls_back_to_codecarbon_when_the_key_is_refused(
     )
     assert "key refused" in result.stderr
     assert KEY not in result.stderr + result.stdout + written
+
+
+def test_run_gates_on_the_providers_average_and_shows_the_marginal_beside_it(
+    co2gate: CliRun, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    hourly_csv(tmp_path / "grid.csv", now - 2 * HOUR, [(200.0, 500.0)] * 5)
+    budget = tmp_path / "budget.yml"
+    budget.write_text(
+        "version: 1\nannual_budget_kg: 500\nallocations:\n  training: 1.0\n"
+        "ledger:\n  backend: none\n"
+        f"intensity:\n  provider: file\n  path: {tmp_path / 'grid.csv'}\n"
+    )
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+    out = tmp_path / "out"
+    result = co2gate(
+        "run",
+        "--budget-file",
+        str(budget),
+        "--out",
+        str(out),
+        "--heartbeat",
+        "0.3",
+        "--",
+        PY,
+        "-c",
+        "import time; time.sleep(6)",
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    emissions = json.loads((out / "emissions.json").read_text())
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert emissions["intensity_source"] == "file grid.csv"
+    assert emissions["intensity_g_per_kwh"] == pytest.approx(200.0)
+    assert emissions["intensity_series"]["energy"] == "sampled"  # the heartbeat's readings
+    assert emissions["marginal_g_per_kwh"] == pytest.approx(500.0)
+    assert verdict["run_kg"] == emissions["emissions_kg"]  # the average is gated, not the marginal
+    assert emissions["marginal_emissions_kg"] == pytest.approx(emissions["emissions_kg"] * 2.5)
+    body = (out / "report.md").read_text()
+    assert "| marginal (the next kWh's: shown only) | 500 |" in body
