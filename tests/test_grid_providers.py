@@ -874,3 +874,41 @@ def test_run_gates_on_the_providers_average_and_shows_the_marginal_beside_it(
     assert emissions["marginal_emissions_kg"] == pytest.approx(emissions["emissions_kg"] * 2.5)
     body = (out / "report.md").read_text()
     assert "| marginal (the next kWh's: shown only) | 500 |" in body
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    from email.utils import format_datetime
+
+    from co2gate.grid.http import _retry_after_s
+
+    assert _retry_after_s("7") == 7.0
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+    assert 100 < (_retry_after_s(later) or 0) <= 120
+    assert _retry_after_s("soon") is None and _retry_after_s(None) is None
+    assert _retry_after_s("-5") == 0.0 and _retry_after_s("nan") is None
+
+
+def test_the_cache_and_timeout_come_from_the_environment() -> None:
+    from co2gate.grid.http import DEFAULT_TIMEOUT_S, cache_dir_from, timeout_from
+
+    assert cache_dir_from({"CO2GATE_CACHE_DIR": "/c", "RUNNER_TEMP": "/r"}) == Path("/c")
+    assert cache_dir_from({"RUNNER_TEMP": "/r", "HOME": "/h"}) == Path("/r/co2gate-cache")
+    assert cache_dir_from({"XDG_CACHE_HOME": "/x", "HOME": "/h"}) == Path("/x/co2gate")
+    assert cache_dir_from({"HOME": "/h"}) == Path("/h/.cache/co2gate")
+    assert cache_dir_from({}) is None
+    assert timeout_from({"CO2GATE_GRID_TIMEOUT_S": "2.5"}) == 2.5
+    for bad in ("0", "-1", "inf", "nan", "soon", ""):
+        assert timeout_from({"CO2GATE_GRID_TIMEOUT_S": bad}) == DEFAULT_TIMEOUT_S
+
+
+def test_a_provider_that_is_not_there_is_one_line() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
+    source = ElectricityMapsSource(
+        "DE", KEY, Client(name="electricitymaps DE", base_url=f"http://127.0.0.1:{port}")
+    )
+    with pytest.raises(ProviderError, match=r"^electricitymaps DE: history: cannot connect: "):
+        source.history(T0, T0 + HOUR)
