@@ -671,6 +671,16 @@ def test_a_provider_failure_keeps_codecarbons_figure_and_says_why(tmp_path: Path
     )
 
 
+def test_a_cancelled_run_is_written_without_asking_the_provider(tmp_path: Path) -> None:
+    m = doc(2.0)
+    m = replace(m, run=replace(m.run, forwarded_signals=("SIGINT",)))
+    hourly_csv(tmp_path / "grid.csv", m.run.started_at, [(1.0, None)] * 10)
+    config = IntensityConfig(ProviderName.FILE, path="grid.csv")
+    out = priced_by_provider(m, config, {}, Embodied(), base_dir=tmp_path)
+    assert out.grid is None and out.emissions_kg == m.emissions_kg
+    assert out.notes[-1] == "file grid.csv: not asked after SIGINT; codecarbon's figure used"
+
+
 def test_on_a_pull_request_the_file_provider_reads_the_csv_at_the_base_commit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

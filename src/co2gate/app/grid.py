@@ -120,6 +120,12 @@ def priced_by_provider(
 
     name = _name(config)
     run = m.run
+    if run.forwarded_signals:
+        # A cancelled job has seconds before it is killed: write the files, ask nobody.
+        signals = ", ".join(run.forwarded_signals)
+        return dataclasses.replace(
+            m, notes=(*m.notes, f"{name}: not asked after {signals}; codecarbon's figure used")
+        )
     try:
         series = _history(config, env, m, ci, base_dir)
         samples, spread = pricing.samples_from_readings(
