@@ -34,7 +34,7 @@ def imports(path: Path) -> set[str]:
 
 
 def below_the_application() -> list[Path]:
-    rooms = [SRC / "measure", SRC / "ledger", SRC / "github", SRC / "trackers"]
+    rooms = [SRC / "measure", SRC / "ledger", SRC / "github", SRC / "trackers", SRC / "grid"]
     files = [p for room in rooms for p in sorted(room.glob("*.py"))]
     singles = ("budget", "intensity", "units", "errors", "runner", "guard", "emissions", "sci")
     singles += ("regression",)  # the bootstrap behind regression.max_increase

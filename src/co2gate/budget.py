@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 from co2gate import fmt, intensity, metrics, regression
 from co2gate.errors import InputError
+from co2gate.grid.signal import IntensityConfig, ProviderName, Signal
 from co2gate.pareto import Better, Standing
 from co2gate.sci import EMBODIED_SOURCE, Embodied
 
@@ -147,6 +148,7 @@ class Budget:
     location: intensity.Location = field(default_factory=intensity.Location)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
     embodied: Embodied = field(default_factory=Embodied)  # SCI's hardware figures
+    intensity: IntensityConfig = field(default_factory=IntensityConfig)  # a live grid signal
     source: str = DEFAULT_FILE
 
 
@@ -552,6 +554,80 @@ def _location(value: object) -> intensity.Location:
         _fail(f"location.{e.key}", str(e))
 
 
+# Names a provider's key may not be read from: the GitHub token never leaves for a third party.
+_GITHUB_TOKEN_VARIABLES: Final = frozenset(
+    {
+        "GITHUB_TOKEN",
+        "GH_TOKEN",
+        "GH_ENTERPRISE_TOKEN",
+        "GITHUB_ENTERPRISE_TOKEN",
+        "ACTIONS_RUNTIME_TOKEN",
+    }
+)
+
+
+def _variable(value: object, key: str) -> str:
+    name = _text(value, key)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", name):
+        _fail(key, f"{_show(name)} is not an environment variable name")
+    if name.upper() in _GITHUB_TOKEN_VARIABLES:
+        _fail(key, f"{name} holds the GitHub token, which co2gate never sends to a provider")
+    return name
+
+
+def _grid(value: object, location: object) -> IntensityConfig:
+    """The `intensity:` section: which live grid signal to use (none: codecarbon's data)."""
+    keys = ("provider", "zone", "signal", "token_env", "user_env", "password_env", "url", "path")
+    raw = _section(value, "intensity", keys)
+    provider = (
+        ProviderName.NONE
+        if raw.get("provider") is None
+        else _choice(raw["provider"], "intensity.provider", ProviderName)
+    )
+    given = {k: raw[k] for k in keys[1:] if raw.get(k) is not None}
+    if provider is ProviderName.NONE:
+        if given:
+            _fail(f"intensity.{next(iter(given))}", "needs intensity.provider")
+        return IntensityConfig()
+    if isinstance(location, dict) and location.get("intensity") is not None:
+        _fail(
+            "intensity.provider",
+            "location.intensity is set too: a fixed figure and a provider cannot both apply",
+        )
+    url = given.get("url")
+    if url is not None and not re.fullmatch(
+        r"https?://[^\s/]+(/\S*)?", _text(url, "intensity.url")
+    ):
+        _fail("intensity.url", f"must be an http(s) URL, got {_show(url)}")
+    needed = {
+        ProviderName.ELECTRICITYMAPS: ("zone", "token_env"),
+        ProviderName.WATTTIME: ("zone", "user_env", "password_env"),
+        ProviderName.CARBONINTENSITY_UK: (),
+        ProviderName.FILE: ("path",),
+    }[provider]
+    for key in needed:
+        if key not in given:
+            _fail(f"intensity.{key}", f"missing: provider {provider.value} needs it")
+    return IntensityConfig(
+        provider=provider,
+        zone=None if "zone" not in given else _text(given["zone"], "intensity.zone"),
+        signal=Signal.AVERAGE
+        if "signal" not in given
+        else _choice(given["signal"], "intensity.signal", Signal),
+        token_env=None
+        if "token_env" not in given
+        else _variable(given["token_env"], "intensity.token_env"),
+        user_env=None
+        if "user_env" not in given
+        else _variable(given["user_env"], "intensity.user_env"),
+        password_env=None
+        if "password_env" not in given
+        else _variable(given["password_env"], "intensity.password_env"),
+        url=url,
+        path=None if "path" not in given else _text(given["path"], "intensity.path"),
+    )
+
+
 def _ledger(value: object) -> LedgerConfig:
     raw = _section(value, "ledger", ("backend", "branch", "path", "count"))
     default = LedgerConfig()
@@ -614,6 +690,7 @@ _TOP_KEYS: Final = (
     "location",
     "ledger",
     "embodied",
+    "intensity",
 )
 
 
@@ -674,6 +751,7 @@ def _budget(doc: Mapping[Any, Any], source: str) -> Budget:
         location=_location(top.get("location")),
         ledger=_ledger(top.get("ledger")),
         embodied=_embodied(top.get("embodied")),
+        intensity=_grid(top.get("intensity"), top.get("location")),
         source=source,
     )
 

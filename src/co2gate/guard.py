@@ -36,6 +36,7 @@ DEFAULT_GRACE_S = 10.0  # from SIGTERM to SIGKILL
 CI_HEARTBEAT_S = 300.0  # the heartbeat's default in GitHub Actions; elsewhere it is off
 HEARTBEAT_SOURCE_S = 15.0  # with a heartbeat only, how often codecarbon reads (its default)
 JOIN_TIMEOUT_S = 5.0
+MAX_READINGS = 4096  # readings kept for pricing by interval (thinned beyond)
 
 EnergySoFar = Callable[[], "float | None"]  # kWh the sources have read so far, None: none can say
 SignalGroup = Callable[[int], None]  # send a signal to the command's process group
@@ -144,6 +145,9 @@ class Guard:
         self._exited = threading.Event()
         self._thread: threading.Thread | None = None
         self._stop: GuardStop | None = None
+        # (when, kWh read so far) at each reading: how the energy fell over time, for pricing
+        # it by a provider's intervals (app.grid); thinned to at most MAX_READINGS.
+        self.readings: list[tuple[datetime, float]] = []
 
     def kg(self, energy_kwh: float) -> float:
         return units.emissions_kg(energy_kwh, self.pue, self.price().g_per_kwh)
@@ -175,6 +179,8 @@ class Guard:
                 return
             now = time.monotonic()
             energy = _safely(read)
+            if energy is not None:
+                self._keep(started_at + timedelta(seconds=now - t0), energy)
             kg = self.kg(energy) if energy is not None else None
             if now >= next_beat:
                 self.say(self.heartbeat_line(now - t0, energy, kg))
@@ -198,6 +204,11 @@ class Guard:
                 # until then, so the stop is not up to a whole interval late.
                 if kg is not None and rate > 0 and kg + rate * (regular - now) >= limit:
                     next_poll = min(regular, now + min(NEAR_CAP_INTERVAL_S, self.interval_s))
+
+    def _keep(self, when: datetime, energy: float) -> None:
+        self.readings.append((when, energy))
+        if len(self.readings) > MAX_READINGS:
+            self.readings = self.readings[::2]  # a long run keeps an even spread of them
 
     def _enforce(
         self,

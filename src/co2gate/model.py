@@ -332,6 +332,45 @@ class Sci:
         }
 
 
+INTENSITY_METHODS: Final = ("provider-hourly", "provider-latest")
+ENERGY_SPREADS: Final = ("sampled", "even")
+MAX_SERIES: Final = 1000  # intervals in intensity_series (grid.pricing bounds it)
+
+
+@dataclass(frozen=True)
+class SeriesInterval:
+    """One interval of a provider's series and the kWh the run drew in it."""
+
+    start: datetime
+    end: datetime
+    g_per_kwh: float
+    marginal_g_per_kwh: float | None
+    energy_kwh: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "start": self.start.isoformat(timespec="milliseconds"),
+            "end": self.end.isoformat(timespec="milliseconds"),
+            "g_per_kwh": self.g_per_kwh,
+            "marginal_g_per_kwh": self.marginal_g_per_kwh,
+            "energy_kwh": self.energy_kwh,
+        }
+
+
+@dataclass(frozen=True)
+class GridPricing:
+    """How a live provider priced the run (emissions.json's intensity_method and
+    intensity_series, marginal_g_per_kwh and marginal_emissions_kg): the figures the
+    average intensity_g_per_kwh was weighted from, and the marginal one beside it, which is
+    reported and never gated on or recorded."""
+
+    method: str  # INTENSITY_METHODS
+    energy: str  # ENERGY_SPREADS: how the run's energy was laid over the intervals
+    intervals: tuple[SeriesInterval, ...]
+    marginal_g_per_kwh: float | None = None
+    marginal_emissions_kg: float | None = None
+
+
 @dataclass(frozen=True)
 class Measurement:
     """One measured run: emissions.json (co2gate/emissions/v1) as a typed record.
@@ -375,6 +414,7 @@ class Measurement:
     unit: str | None = None  # what `requests` counts (tokens, samples, steps); None: requests
     # The run's quality figures (--metric, --metrics-file): name -> value; empty: none given
     metrics: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    grid: GridPricing | None = None  # a live provider priced the run (intensity: in the budget)
 
     def to_json(self) -> dict[str, Any]:
         """The emissions.json document, key for key as emissions.build has always written it."""
@@ -409,6 +449,15 @@ class Measurement:
             doc["unit"] = self.unit
         if self.metrics:
             doc["metrics"] = dict(self.metrics)
+        if self.grid is not None:
+            g = self.grid
+            doc["intensity_method"] = g.method
+            doc["intensity_series"] = {
+                "energy": g.energy,
+                "intervals": [iv.to_json() for iv in g.intervals],
+            }
+            doc["marginal_g_per_kwh"] = g.marginal_g_per_kwh
+            doc["marginal_emissions_kg"] = g.marginal_emissions_kg
         return doc
 
     @classmethod
@@ -688,6 +737,45 @@ class _Reader:
             ),
             unit=self.unit(*doc.may("unit")),
             metrics=MappingProxyType(self.metrics(*doc.may("metrics"))),
+            grid=self.grid(doc),
+        )
+
+    def grid(self, doc: _Obj) -> GridPricing | None:
+        """The provider's pricing, when the file has it (older files do not)."""
+        method, where = doc.may("intensity_method")
+        if method is None or method is _ABSENT:
+            return None
+        if method not in INTENSITY_METHODS:
+            self.fail(where, f"{_show(method)} is not one of {', '.join(INTENSITY_METHODS)}")
+        series = self.mapping(*doc.need("intensity_series"))
+        energy, where = series.need("energy")
+        if energy not in ENERGY_SPREADS:
+            self.fail(where, f"{_show(energy)} is not one of {', '.join(ENERGY_SPREADS)}")
+        intervals = []
+        raw, where = series.need("intervals")
+        for i, item in enumerate(self.array(raw, where, MAX_SERIES)):
+            iv = self.mapping(item, f"{where}[{i}]")
+            start = self.date(*iv.need("start"))
+            end = self.date(*iv.need("end"))
+            if not end > start:
+                self.fail(f"{where}[{i}]", "ends before it starts")
+            intervals.append(
+                SeriesInterval(
+                    start,
+                    end,
+                    self.number(*iv.need("g_per_kwh"), 0.0, MAX_INTENSITY_G_PER_KWH),
+                    self.maybe_number(*iv.may("marginal_g_per_kwh"), 0.0, MAX_INTENSITY_G_PER_KWH),
+                    self._kwh(*iv.need("energy_kwh")),
+                )
+            )
+        return GridPricing(
+            method=str(method),
+            energy=str(energy),
+            intervals=tuple(intervals),
+            marginal_g_per_kwh=self.maybe_number(
+                *doc.may("marginal_g_per_kwh"), 0.0, MAX_INTENSITY_G_PER_KWH
+            ),
+            marginal_emissions_kg=self.maybe_number(*doc.may("marginal_emissions_kg"), 0.0, MAX_KG),
         )
 
     def metrics(self, value: object, path: str) -> dict[str, float]:

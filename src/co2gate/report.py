@@ -40,6 +40,12 @@ def summary_lines(m: Measurement) -> list[str]:
         f"{fmt.mass(m.emissions_kg)} CO2e{span} = {total} x PUE {m.pue:g}"
         f" x {m.intensity_g_per_kwh:.4g} g/kWh ({m.intensity_source})",
     ]
+    g = m.grid
+    if g is not None and g.marginal_g_per_kwh is not None and g.marginal_emissions_kg is not None:
+        lines.append(
+            f"marginal: {fmt.mass(g.marginal_emissions_kg)} CO2e at "
+            f"{g.marginal_g_per_kwh:.4g} g/kWh (reported beside the average; not gated or recorded)"
+        )
     lines += [f"note: {note}" for note in m.notes]
     return lines
 
@@ -245,6 +251,7 @@ def context(
         "pue": m.pue,
         "intensity_g_per_kwh": m.intensity_g_per_kwh,
         "intensity_source": m.intensity_source,
+        "grid": _grid(m),
         "car": {
             "km": units.car_km(m.emissions_kg),
             "kg_per_km": units.CAR_KG_PER_MILE / units.KM_PER_MILE,
@@ -266,6 +273,21 @@ def context(
         "verdict": _verdict(gated, budget) if gated and budget else None,
         "notes": [*m.notes, *(gated.notes if gated else ())],
         "ci": _ci(m.ci),
+    }
+
+
+def _grid(m: Measurement) -> dict[str, Any] | None:
+    """How a live provider priced the run: the method, and the marginal figure beside the
+    average where the provider has one; None when codecarbon's data or a figure priced it."""
+    g = m.grid
+    if g is None:
+        return None
+    return {
+        "method": g.method,
+        "intervals": len(g.intervals),
+        "energy": g.energy,
+        "marginal_g_per_kwh": g.marginal_g_per_kwh,
+        "marginal_emissions_kg": g.marginal_emissions_kg,
     }
 
 

@@ -278,6 +278,8 @@ def priced(
 ) -> list[Adopted]:
     """Each adopted artifact with its energy priced at this repository's own location and
     PUE (the base's budget file, else co2gate's default resolution), never the artifact's.
+    A provider-priced artifact is re-priced the same way, at codecarbon's figure: its
+    intensity is held to emissions_kg's consistency only, and its series is dropped.
 
     `notes` (per artifact, from check_artifact) join each one's notes.
     """
@@ -298,6 +300,9 @@ def priced(
                 m.energy_bounds.total, pue, price.g_per_kwh
             ),
             per_request_g=kg * 1000.0 / m.requests if m.requests else None,
+            # A live provider's series and marginal figure are the artifact's: dropped, never
+            # re-fetched here (the untrusted run's times would choose what is asked for).
+            grid=None,
         )
         repriced = dataclasses.replace(repriced, sci=sci(repriced, budget.embodied))
         said = (

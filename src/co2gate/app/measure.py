@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from co2gate import budget as budgets
 from co2gate import intensity
 from co2gate.app import Outcome, Say
+from co2gate.app.grid import Reprice, provider_pricing
 from co2gate.app.inputs import (
     LocationOptions,
     check_templates,
@@ -118,6 +119,7 @@ def measure_command(
     notes: Sequence[str] = (),
     beside: Sequence[Callable[[], object]] = (),
     metrics: Wanted | None = None,
+    reprice: Reprice | None = None,
 ) -> Measured:
     """Run argv under every energy source present and write emissions.json and emissions.csv.
 
@@ -127,6 +129,7 @@ def measure_command(
     in its own thread, so nothing heavy is imported before the command starts. `beside`:
     work for the report, done while the command runs. `metrics`: the run's quality figures,
     its file read after the command exits (one that cannot be used is a note, never a loss).
+    `reprice`: a live grid signal's pricing (app.grid), applied once the command has exited.
     """
     # The Action's token file is read (and deleted) before the command can look for it;
     # one that cannot be read stops here, with nothing started.
@@ -153,6 +156,8 @@ def measure_command(
         )
         if quality:
             m = dataclasses.replace(m, metrics=MappingProxyType(quality))
+        if reprice is not None:
+            m = reprice(m, guard.readings if guard is not None else ())
         files: tuple[Path, ...] = ()
         lost = None
         try:
@@ -194,6 +199,7 @@ def measure(request: MeasureRequest, env: Mapping[str, str], say: Say) -> Outcom
         notes=notes,
         beside=[functools.partial(warm_report, request.template_dir)],
         metrics=wanted,
+        reprice=provider_pricing(budget, location, env, ci),
     )
     outcome = measured.outcome()
     from co2gate.app.publish import Options, Run, publish_into  # warm by now

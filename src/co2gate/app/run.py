@@ -12,6 +12,7 @@ from pathlib import Path
 
 from co2gate import budget as budgets
 from co2gate.app import Outcome, Say
+from co2gate.app.grid import provider_pricing
 from co2gate.app.inputs import (
     check_templates,
     load_budget,
@@ -77,6 +78,7 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
             embodied=budget.embodied,
             beside=[functools.partial(warm_report, m.template_dir)],
             metrics=wanted,
+            reprice=provider_pricing(budget, location, env, ci),
         )
         from co2gate.app.gate import Cancellable, gate_into, should_record  # after the command
 

@@ -1,0 +1,1 @@
+"""Live grid signals: intensity providers behind one small interface (signal.py)."""
