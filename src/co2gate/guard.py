@@ -144,6 +144,7 @@ class Guard:
         self._exited = threading.Event()
         self._thread: threading.Thread | None = None
         self._stop: GuardStop | None = None
+        self.status: Callable[[], str | None] | None = None  # e.g. the pauser's state
 
     def kg(self, energy_kwh: float) -> float:
         return units.emissions_kg(energy_kwh, self.pue, self.price().g_per_kwh)
@@ -233,7 +234,8 @@ class Guard:
             figures = f"{fmt.energy(energy)}, {fmt.mass(kg)} CO2e so far"
         limit = self.watch.limit_kg
         cap = f" (limit {fmt.mass(limit)})" if limit is not None else ""
-        return f"{fmt.duration(elapsed_s)}: {figures}{cap}"
+        state = self.status() if self.status is not None else None
+        return f"{fmt.duration(elapsed_s)}: {figures}{cap}" + (f"; {state}" if state else "")
 
 
 def _safely(read: EnergySoFar) -> float | None:

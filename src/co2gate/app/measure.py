@@ -30,6 +30,7 @@ from co2gate.tokens import github_token
 
 if TYPE_CHECKING:
     from co2gate.model import Measurement
+    from co2gate.pause import Pauser
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ def measure_command(
     embodied: Embodied | None = None,
     notes: Sequence[str] = (),
     beside: Sequence[Callable[[], object]] = (),
+    pauser: Pauser | None = None,
 ) -> Measured:
     """Run argv under every energy source present and write emissions.json and emissions.csv.
 
@@ -122,7 +124,9 @@ def measure_command(
         guard = Guard(watch, pue=location.pue, price=lambda: _price(location), say=say)
     if sources is None:
         sources = default_sources(env, guard.watch.source_interval_s() if guard else None)
-    with Supervisor(argv, guard) as supervisor:
+    if guard is not None and pauser is not None:
+        guard.status = pauser.status  # the heartbeat says when the command is paused
+    with Supervisor(argv, guard, pauser) as supervisor:
         child, outcomes = supervisor.run(sources, beside)
         from co2gate import emissions  # the record's modules: after the command
 
@@ -134,7 +138,7 @@ def measure_command(
             labels=labels,
             ci=ci,
             embodied=embodied,
-            notes=notes,
+            notes=[*notes, *(child.pauses.lines() if child.pauses is not None else ())],
         )
         files: tuple[Path, ...] = ()
         lost = None
