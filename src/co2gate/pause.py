@@ -380,3 +380,40 @@ def wait_until(
             step = min(left, heartbeat_s) if heartbeat_s > 0 else left
             if woken.wait(step):
                 return got[0] if got else None
+
+
+def hold(
+    settings: PauseSettings,
+    read: ReadSeries,
+    say: Callable[[str], None],
+    heartbeat_s: float,
+    tick_s: float | None = None,
+    refresh_s: float | None = None,
+) -> int | None:
+    """A pause before the start is a wait: while the pause rule says pause, do not start the
+    command at all (a command signalled before its handlers are set would die of it).
+    Returns the signal that ended the wait early, or None once the command may start."""
+    tick = tick_s if tick_s is not None else TICK_S
+    refresh = refresh_s if refresh_s is not None else REFRESH_S
+    woken, got = threading.Event(), list[int]()
+    series: Series | None = None
+    next_refresh = next_say = 0.0
+    with _interruptible(woken, got):
+        while True:
+            m, now = time.monotonic(), _utc_now()
+            if m >= next_refresh:
+                next_refresh = m + refresh
+                with contextlib.suppress(Co2gateError):
+                    series = read(now)
+            g = current(series, now)
+            slack = (settings.deadline - now).total_seconds() - (settings.work_s or 0.0)
+            if not should_pause(g, settings.threshold_g_per_kwh, slack):
+                return None
+            if m >= next_say:
+                say(
+                    f"waiting to start: {g:g} gCO2e/kWh is above "
+                    f"{settings.threshold_g_per_kwh:g}; at the latest in {fmt.duration(slack)}"
+                )
+                next_say = m + heartbeat_s if heartbeat_s > 0 else math.inf
+            if woken.wait(tick):
+                return got[0] if got else None

@@ -175,7 +175,7 @@ def _carbon_aware(
     from co2gate.app.when import around, forecast, grid_source, refuse_hosted
     from co2gate.errors import InputError
     from co2gate.grid import schedule
-    from co2gate.pause import Pauser, PauseSettings, wait_until
+    from co2gate.pause import Pauser, PauseSettings, hold, wait_until
 
     if (carbon.pause_above is None) != (carbon.deadline is None):
         raise InputError("--pause-above and --deadline go together: give both")
@@ -208,13 +208,7 @@ def _carbon_aware(
         if choice.start > now:
             got = wait_until(choice.start, say, heartbeat_s, plan)
             if got is not None:
-                import signal as signals
-
-                name = signals.Signals(got).name
-                return Outcome(
-                    exit_code=128 + got,
-                    lines=[f"{name} while waiting to start: the command was not started"],
-                )
+                return _cancelled(got)
         say(f"starting now: {plan}")
     if carbon.pause_above is None or carbon.deadline is None:
         return None
@@ -225,7 +219,21 @@ def _carbon_aware(
         carbon.pause_signal,
         carbon.pause_grace_s,
     )
-    return Pauser(settings, around(source), say)
+    read = around(source)
+    got = hold(settings, read, say, heartbeat_s)
+    if got is not None:
+        return _cancelled(got)
+    return Pauser(settings, read, say)
+
+
+def _cancelled(signum: int) -> Outcome:
+    """A cancelling signal ended the wait: nothing ran, the shell's 128 + N."""
+    import signal
+
+    name = signal.Signals(signum).name
+    return Outcome(
+        128 + signum, lines=[f"{name} while waiting to start: the command was not started"]
+    )
 
 
 def _interval(series: Series) -> timedelta:
