@@ -103,8 +103,6 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
         from co2gate.app.gate import Cancellable, gate_into, should_record  # after the command
 
         outcome = measured.outcome()
-        if pauser is not None and pauser.report is not None:
-            outcome.lines[:0] = pauser.report.lines()
         opened, where = open_ledger(budget.ledger, env)
         record = should_record(budget, measured.measurement.ci, request.no_record)
         gated = gate_into(
@@ -159,6 +157,9 @@ def _preflight(
     return Outcome(exit_code=1, files=[path], lines=[" ".join(refused.reasons), f"wrote {path}"])
 
 
+TOKEN_LIFETIME = timedelta(hours=24)  # a job's GITHUB_TOKEN expires after 24 h
+
+
 def _heartbeat(request: RunRequest, env: Mapping[str, str]) -> float:
     return request.heartbeat_s if request.heartbeat_s is not None else default_heartbeat_s(env)
 
@@ -192,6 +193,15 @@ def _carbon_aware(
             raise InputError("--deadline has passed")
         if carbon.duration is not None and carbon.deadline - now < carbon.duration:
             raise InputError("--deadline leaves less time than --duration: the run cannot make it")
+    longest = (carbon.start_within or timedelta(0)) + (carbon.duration or timedelta(0))
+    if carbon.deadline is not None:
+        longest = max(longest, carbon.deadline - now)
+    if env.get("GITHUB_ACTIONS") == "true" and longest > TOKEN_LIFETIME:
+        say(
+            "this run may outlive the job's GITHUB_TOKEN (24 h): if the ledger or the comment "
+            "cannot be written at the end, the workflow_run companion records the run from "
+            "the uploaded co2gate-report artifact"
+        )
     if carbon.start_within is not None:
         series = forecast(
             source,
