@@ -379,3 +379,63 @@ def test_pause_above_holds_the_start_while_the_grid_is_dirty(co2gate: Any, repo:
     assert "waiting to start: 400 gCO2e/kWh is above 100" in result.stderr
     assert time.time() - t < 60
     assert "not paused" in result.stderr
+
+
+def test_when_takes_the_energy_from_the_ledgers_history_of_a_label(
+    co2gate: Any, repo: Path
+) -> None:
+    from co2gate.ledger.file import FileLedger
+    from co2gate.ledger.interface import entry_key
+
+    (repo / "b.yml").write_text(
+        "version: 1\nannual_budget_kg: 10\nallocations:\n  training: 1\n"
+        "ledger:\n  backend: file\n  path: ledger\nintensity:\n  provider: file\n  path: grid.csv\n"
+    )
+    ended = datetime.now(UTC) - H
+    ledger = FileLedger(repo / "ledger")
+    for n, (label, kg, kwh) in enumerate(
+        [("train", 1, 2), ("train", 1, 4), ("train", 1, 10), ("eval", 6, 1)]
+    ):
+        e: dict[str, Any] = {
+            "repository": "local", "run_id": f"run-{n}", "run_attempt": "1", "job": "local",
+            "label": label, "category": "training", "emissions_kg": kg, "energy_kwh": kwh,
+            "duration_s": 60.0, "ended_at": (ended + n * M).isoformat(timespec="milliseconds"),
+            "sha": None, "ref": None, "event": None, "pr": None,
+        }  # fmt: skip
+        e["key"] = entry_key(e)
+        assert ledger.append(e)
+    grid(repo / "grid.csv", this_hour(), H, [400, 400, 100, 100, 400])
+    result = co2gate(
+        "when",
+        "--budget-file",
+        "b.yml",
+        "--duration",
+        "1h",
+        "--within",
+        "3h",
+        "--from-history",
+        "train",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    # The median of train's 2, 4 and 10 kWh: 4 kWh. 9 kg used so far of 10 kg.
+    assert doc["energy_kwh"] == pytest.approx(4.0)
+    assert doc["energy_source"] == "median of 3 recorded runs of 'train'"
+    assert doc["best"]["emissions_kg"] == pytest.approx(0.4)  # 4 kWh x 100 g
+    assert doc["best"]["verdict"]["verdict"] == "warn"  # 9.4 of 10 kg
+    assert doc["start_now"]["emissions_kg"] == pytest.approx(1.6)  # 4 kWh x 400 g
+    assert doc["start_now"]["verdict"]["verdict"] == "fail"  # 10.6 of 10 kg
+    both = co2gate(
+        "when",
+        "--budget-file",
+        "b.yml",
+        "--duration",
+        "1h",
+        "--from-history",
+        "train",
+        "--energy-kwh",
+        "1",
+    )
+    assert both.returncode == 2
+    assert "give one" in both.stderr
