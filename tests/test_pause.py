@@ -230,24 +230,38 @@ def test_a_signal_while_paused_reaches_the_command(tmp_path: Path) -> None:
 
 def test_the_report_prices_the_pauses_on_the_same_series(tmp_path: Path) -> None:
     # Clean, then dirty for 2 s once the command is up, then clean: the command (1 s of CPU)
-    # pauses through the dirty spell; straight through, most of its second would fall in it.
+    # pauses through the dirty spell. Both means are checked against the spell by hand.
     run = Run(tmp_path, settings(200.0), cpu=1.0)
     flat(run.grid, 50.0)
+    spell: list[datetime] = []
 
     def drive() -> None:
         run.pid()
         now = datetime.now(UTC)
-        dirty_until = now + timedelta(seconds=2)
-        rows = [(now - FAR, 50.0), (now, 500.0), (dirty_until, 50.0), (now + FAR, 50.0)]
+        spell[:] = [now, now + timedelta(seconds=2)]
+        rows = [(now - FAR, 50.0), (now, 500.0), (spell[1], 50.0), (now + FAR, 50.0)]
         write_grid(run.grid, rows)
 
     child = run.go(drive, stop=False)
     report = child.pauses
     assert child.exit_code == 0
     assert len(report.pauses) == 1
-    assert report.g_per_kwh is not None and report.g_per_kwh < 100
-    assert report.unpaused_g_per_kwh is not None and report.unpaused_g_per_kwh > 300
-    assert report.saving is not None and report.saving > 0.6
+
+    def by_hand(a: datetime, b: datetime) -> float:
+        """The mean of 500 inside the spell and 50 outside it over [a, b)."""
+        inside = max(timedelta(0), min(b, spell[1]) - max(a, spell[0])).total_seconds()
+        return (500 * inside + 50 * ((b - a).total_seconds() - inside)) / (b - a).total_seconds()
+
+    spans = [(a, b) for a, b in report.running if b > a]
+    total = sum((b - a).total_seconds() for a, b in spans)
+    ran = sum((b - a).total_seconds() * by_hand(a, b) for a, b in spans) / total
+    first = report.running[0][0]
+    assert report.g_per_kwh == pytest.approx(ran)
+    assert report.unpaused_g_per_kwh == pytest.approx(
+        by_hand(first, first + timedelta(seconds=total))
+    )
+    assert report.g_per_kwh < 100  # it ran (nearly) only on the clean grid
+    assert report.saving is not None and report.saving > 0
     assert "less), on file" in report.lines()[-1]
 
 
