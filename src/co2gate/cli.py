@@ -322,6 +322,53 @@ def _targets(mlflow: bool, wandb: bool, textfile: Path | None, pushgateway: str 
     return Targets(mlflow, wandb, textfile, pushgateway)
 
 
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """'90m', '3h', '1d': a duration (timedelta), parsed by grid.schedule."""
+    if value is None:
+        return None
+    from co2gate.grid.schedule import parse_duration
+
+    try:
+        return parse_duration(value, f"--{(param.name or 'duration').replace('_', '-')}")
+    except InputError as e:
+        raise click.BadParameter(str(e), ctx, param) from e
+
+
+def _deadline(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    """--deadline: an ISO 8601 time with its timezone, or a duration from now."""
+    if value is None:
+        return None
+    from datetime import datetime, timezone
+
+    from co2gate.grid.schedule import parse_deadline
+
+    try:
+        return parse_deadline(value, datetime.now(timezone.utc))
+    except InputError as e:
+        raise click.BadParameter(str(e)) from e
+
+
+def _signal_number(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+    """--pause-signal: a signal by name (USR1, SIGUSR1, TERM) or number."""
+    if value is None:
+        return None
+    import signal
+
+    text = value.strip().upper()
+    try:
+        number = (
+            int(text)
+            if text.isdigit()
+            else signal.Signals[text if text.startswith("SIG") else "SIG" + text]
+        )
+        found = signal.Signals(number)
+    except (KeyError, ValueError):
+        raise click.BadParameter(f"{value!r} is not a signal (USR1, TERM, INT, ...)") from None
+    if found in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCONT):
+        raise click.BadParameter(f"{found.name} cannot be the checkpoint signal")
+    return int(found)
+
+
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print the result as one JSON document on stdout."
 )
@@ -447,6 +494,62 @@ def measure(
 )
 @metric_options
 @tracker_options
+@click.option(
+    "--start-within",
+    callback=_duration,
+    default=None,
+    metavar="DURATION",
+    help="Self-hosted runners: wait, up to DURATION (90m, 6h), for the start that the budget "
+    "file's intensity provider forecasts as cleanest for a run of --duration, then start "
+    "COMMAND. Refused on GitHub-hosted runners unless --force-hosted.",
+)
+@click.option(
+    "--duration",
+    callback=_duration,
+    default=None,
+    metavar="DURATION",
+    help="How long COMMAND runs unpaused, for --start-within's window (default: one forecast "
+    "interval) and --deadline's latest resume (default: unknown, so only the deadline itself "
+    "forces a resume).",
+)
+@click.option(
+    "--pause-above",
+    type=click.FloatRange(min=0),
+    default=None,
+    callback=_finite,
+    metavar="G",
+    help="Self-hosted runners: SIGSTOP COMMAND's process group while the grid's intensity is "
+    "above G gCO2e/kWh, SIGCONT once it falls or --deadline needs the time. With --deadline.",
+)
+@click.option(
+    "--deadline",
+    default=None,
+    callback=_deadline,
+    metavar="TIME",
+    help="When COMMAND must be done by: an ISO 8601 time with timezone "
+    "(2026-05-03T06:00Z) or a duration from now (72h). Pauses end in time to make it.",
+)
+@click.option(
+    "--pause-signal",
+    default=None,
+    callback=_signal_number,
+    metavar="SIG",
+    help="Send SIG (USR1, TERM, ...) to COMMAND's process group before each pause, so it "
+    "can checkpoint; SIGSTOP follows after --pause-grace.",
+)
+@click.option(
+    "--pause-grace",
+    callback=_duration,
+    default=None,
+    metavar="DURATION",
+    help="From --pause-signal to SIGSTOP (30s, 2m). Default: 0.",
+)
+@click.option(
+    "--force-hosted",
+    is_flag=True,
+    help="Wait or pause on a GitHub-hosted runner anyway (RUNNER_ENVIRONMENT=github-hosted), "
+    "where waiting is billed and a job stops after 6 h.",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     out: Path,
@@ -475,6 +578,13 @@ def run(
     wandb: bool,
     prometheus_textfile: Path | None,
     prometheus_pushgateway: str | None,
+    start_within: Any,
+    duration: Any,
+    pause_above: float | None,
+    deadline: Any,
+    pause_signal: int | None,
+    pause_grace: Any,
+    force_hosted: bool,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND, measure it, check it against the budget and record it.
@@ -493,7 +603,7 @@ def run(
     """
     from co2gate.app.inputs import LocationOptions
     from co2gate.app.measure import MeasureRequest
-    from co2gate.app.run import RunRequest
+    from co2gate.app.run import CarbonOptions, RunRequest
     from co2gate.app.run import run as run_gated
 
     where = LocationOptions(country, region, cloud, intensity, pue)
@@ -513,8 +623,17 @@ def run(
         metrics_file,
         targets,
     )
+    carbon = CarbonOptions(
+        start_within,
+        duration,
+        pause_above,
+        deadline,
+        pause_signal,
+        0.0 if pause_grace is None else pause_grace.total_seconds(),
+        force_hosted,
+    )
     request = RunRequest(
-        measure, no_record, comment, comment_author, preflight, max_kg, grace, heartbeat
+        measure, no_record, comment, comment_author, preflight, max_kg, grace, heartbeat, carbon
     )
     _finish(run_gated(request, os.environ, _say))
 
@@ -739,6 +858,72 @@ def estimate_command(
         as_json,
     )
     _finish(estimate(request, os.environ, date.today()))
+
+
+@cli.command(name="when")
+@click.option(
+    "--duration",
+    callback=_duration,
+    required=True,
+    metavar="DURATION",
+    help="How long the run takes: 90m, 3h, 1d.",
+)
+@click.option(
+    "--within",
+    callback=_duration,
+    default="24h",
+    show_default=True,
+    metavar="DURATION",
+    help="How far ahead the run may start.",
+)
+@budget_file_option("The budget file: its intensity provider, location (PUE) and ledger.")
+@click.option(
+    "--workload",
+    default="training",
+    show_default=True,
+    help="Budget category the run counts against, for the verdict.",
+)
+@click.option(
+    "--energy-kwh",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    callback=_finite,
+    metavar="KWH",
+    help="The run's energy before PUE, for the budget verdict at both start times.",
+)
+@click.option(
+    "--from-history",
+    metavar="LABEL",
+    default=None,
+    help="Take the run's energy from the median of the ledger's recent runs of LABEL.",
+)
+@json_option
+def when_command(
+    duration: Any,
+    within: Any,
+    budget_file: Path,
+    workload: str,
+    energy_kwh: float | None,
+    from_history: str | None,
+    as_json: bool,
+) -> None:
+    """The start, within --within, that the forecast of the budget file's intensity provider
+    says minimises the run's emissions; what it saves against starting now; and, given the
+    run's energy, the budget verdict at both.
+
+    A start must lie within --within from now, and the whole run inside the forecast. Exit 0,
+    or 2 with one line when the provider has no forecast or it is too short.
+
+    \b
+    Example:
+      co2gate when --duration 3h --within 24h --energy-kwh 12 --json
+    """
+    from co2gate.app.when import WhenRequest, when
+
+    request = WhenRequest(
+        duration, within, budget_file, workload, energy_kwh, from_history, as_json
+    )
+    _finish(when(request, os.environ))
 
 
 @cli.command()

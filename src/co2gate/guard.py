@@ -148,6 +148,7 @@ class Guard:
         # (when, kWh read so far) at each reading: how the energy fell over time, for pricing
         # it by a provider's intervals (app.grid); thinned to at most MAX_READINGS.
         self.readings: list[tuple[datetime, float]] = []
+        self.status: Callable[[], str | None] | None = None  # e.g. the pauser's state
 
     def kg(self, energy_kwh: float) -> float:
         return units.emissions_kg(energy_kwh, self.pue, self.price().g_per_kwh)
@@ -244,7 +245,8 @@ class Guard:
             figures = f"{fmt.energy(energy)}, {fmt.mass(kg)} CO2e so far"
         limit = self.watch.limit_kg
         cap = f" (limit {fmt.mass(limit)})" if limit is not None else ""
-        return f"{fmt.duration(elapsed_s)}: {figures}{cap}"
+        state = self.status() if self.status is not None else None
+        return f"{fmt.duration(elapsed_s)}: {figures}{cap}" + (f"; {state}" if state else "")
 
 
 def _safely(read: EnergySoFar) -> float | None:

@@ -21,11 +21,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from co2gate.errors import InputError
 from co2gate.guard import Guard, GuardStop
 from co2gate.measure.interface import Meter, MeterError, Reading
 from co2gate.tokens import child_environment
+
+if TYPE_CHECKING:
+    from co2gate.pause import Pauser, PauseReport
 
 # GitHub cancels a job with SIGINT, then SIGTERM 7.5 s later; a terminal sends SIGHUP/SIGQUIT.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -49,6 +53,7 @@ class ChildResult:
     cpu_s: float  # user + system time of the child and the descendants it waited for
     limit_kg: float | None = None  # the cap a guard watched the child against, if any
     guard_stop: GuardStop | None = None  # set when the guard stopped the child
+    pauses: PauseReport | None = None  # what the pauser did, when one watched the grid
 
 
 @dataclass
@@ -76,9 +81,12 @@ class Supervisor:
     until the `with` block ends: wrap the writing of results in it so a late SIGTERM cannot
     lose what was measured."""
 
-    def __init__(self, argv: Sequence[str], guard: Guard | None = None) -> None:
+    def __init__(
+        self, argv: Sequence[str], guard: Guard | None = None, pauser: Pauser | None = None
+    ) -> None:
         self.argv = tuple(argv)
         self.guard = guard
+        self.pauser = pauser
         self.proc: subprocess.Popen[bytes] | None = None
         self._exited = False  # the child has exited (it may not be reaped yet); under _lock
         self._lock = threading.Lock()
@@ -109,12 +117,16 @@ class Supervisor:
         self.proc = _spawn(self.argv)
         for early in self._early:
             self._signal_group(self.proc, early)
+            if self.pauser is not None:
+                self.pauser.release()
         self._take_terminal()
         outcomes = [_start_in_background(factory, t0) for factory in sources]
         for task in beside:
             threading.Thread(target=_warm, args=(task,), name="co2gate-warm", daemon=True).start()
         if self.guard is not None:
             self.guard.begin(t0, started_at, lambda: energy_so_far(outcomes), self._guard_signal)
+        if self.pauser is not None:
+            self.pauser.begin(started_at, self._guard_signal)
 
         _wait_exit(self.proc.pid)
         with self._lock:  # from here the guard signals nothing: the pid is about to be freed
@@ -125,6 +137,7 @@ class Supervisor:
         self.proc.returncode = code
         self._give_back_terminal()
         stopped = self.guard.end() if self.guard is not None else None
+        pauses = self.pauser.end() if self.pauser is not None else None
 
         for outcome in outcomes:
             _stop(outcome)
@@ -140,6 +153,7 @@ class Supervisor:
             cpu_s=usage.ru_utime + usage.ru_stime,
             limit_kg=self.guard.watch.limit_kg if self.guard is not None else None,
             guard_stop=stopped,
+            pauses=pauses,
         )
         return result, outcomes
 
@@ -156,6 +170,8 @@ class Supervisor:
             self._early.append(signum)
         elif proc.returncode is None:
             self._signal_group(proc, signum)
+            if self.pauser is not None:  # a stopped command would not see the signal
+                self.pauser.release()
         # else the child is gone: co2gate finishes writing what it measured
 
     def _signal_group(self, proc: subprocess.Popen[bytes], signum: int) -> None:

@@ -35,6 +35,7 @@ from co2gate.trackers import Targets
 
 if TYPE_CHECKING:
     from co2gate.model import Measurement
+    from co2gate.pause import Pauser
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ def measure_command(
     beside: Sequence[Callable[[], object]] = (),
     metrics: Wanted | None = None,
     reprice: Reprice | None = None,
+    pauser: Pauser | None = None,
 ) -> Measured:
     """Run argv under every energy source present and write emissions.json and emissions.csv.
 
@@ -139,7 +141,9 @@ def measure_command(
         guard = Guard(watch, pue=location.pue, price=lambda: _price(location), say=say)
     if sources is None:
         sources = default_sources(env, guard.watch.source_interval_s() if guard else None)
-    with Supervisor(argv, guard) as supervisor:
+    if guard is not None and pauser is not None:
+        guard.status = pauser.status  # the heartbeat says when the command is paused
+    with Supervisor(argv, guard, pauser) as supervisor:
         child, outcomes = supervisor.run(sources, beside)
         from co2gate import emissions  # the record's modules: after the command
 
@@ -152,7 +156,11 @@ def measure_command(
             labels=labels,
             ci=ci,
             embodied=embodied,
-            notes=[*notes, problem] if problem else notes,
+            notes=[
+                *notes,
+                *([problem] if problem else []),
+                *(child.pauses.lines() if child.pauses is not None else ()),
+            ],
         )
         if quality:
             m = dataclasses.replace(m, metrics=MappingProxyType(quality))

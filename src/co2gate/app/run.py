@@ -7,8 +7,9 @@ import dataclasses
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from co2gate import budget as budgets
 from co2gate.app import Outcome, Say
@@ -25,6 +26,10 @@ from co2gate.labels import RunLabels
 from co2gate.ledger import open_ledger
 from co2gate.runner import AfterCommand
 
+if TYPE_CHECKING:
+    from co2gate.grid.signal import Series
+    from co2gate.pause import Pauser
+
 
 @dataclass(frozen=True)
 class RunRequest:
@@ -36,6 +41,20 @@ class RunRequest:
     max_kg: float | None = None  # the live guard's cap; limits[workload] is one too
     grace_s: float = DEFAULT_GRACE_S
     heartbeat_s: float | None = None  # None: 300 s in GitHub Actions, else never
+    carbon: CarbonOptions | None = None  # wait for the forecast's low, pause while dirty
+
+
+@dataclass(frozen=True)
+class CarbonOptions:
+    """run --start-within, --pause-above/--deadline: for self-hosted runners."""
+
+    start_within: timedelta | None = None
+    duration: timedelta | None = None  # the command's run time unpaused, when known
+    pause_above: float | None = None  # gCO2e/kWh
+    deadline: datetime | None = None
+    pause_signal: int | None = None
+    pause_grace_s: float = 0.0
+    force_hosted: bool = False
 
 
 def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
@@ -58,12 +77,16 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
         refused = _preflight(budget, labels, out_dir, env, say)
         if refused is not None:
             return refused
+    pauser = None
+    if request.carbon is not None:
+        started = _carbon_aware(request.carbon, budget, env, say, _heartbeat(request, env))
+        if isinstance(started, Outcome):
+            return started
+        pauser = started
     watch = Watch(
         limit_kg=budgets.run_limit_kg(budget, labels.workload, request.max_kg),
         grace_s=request.grace_s,
-        heartbeat_s=request.heartbeat_s
-        if request.heartbeat_s is not None
-        else default_heartbeat_s(env),
+        heartbeat_s=_heartbeat(request, env),
     )
     with AfterCommand() as after:  # a cancelled job still gets its verdict and report
         measured = measure_command(
@@ -79,6 +102,7 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
             beside=[functools.partial(warm_report, m.template_dir)],
             metrics=wanted,
             reprice=provider_pricing(budget, location, env, ci),
+            pauser=pauser,
         )
         from co2gate.app.gate import Cancellable, gate_into, should_record  # after the command
 
@@ -137,3 +161,97 @@ def _preflight(
     )
     path = write_verdict(out_dir, budgets.Gated(refused, recorded=False))
     return Outcome(exit_code=1, files=[path], lines=[" ".join(refused.reasons), f"wrote {path}"])
+
+
+TOKEN_LIFETIME = timedelta(hours=24)  # a job's GITHUB_TOKEN expires after 24 h
+
+
+def _heartbeat(request: RunRequest, env: Mapping[str, str]) -> float:
+    return request.heartbeat_s if request.heartbeat_s is not None else default_heartbeat_s(env)
+
+
+def _carbon_aware(
+    carbon: CarbonOptions,
+    budget: budgets.Budget,
+    env: Mapping[str, str],
+    say: Say,
+    heartbeat_s: float,
+) -> Pauser | Outcome | None:
+    """Wait for the forecast's best start (--start-within), then the pauser to run beside the
+    command (--pause-above); an Outcome when a cancelling signal ended the wait."""
+    from co2gate.app.when import around, forecast, grid_source, refuse_hosted
+    from co2gate.errors import InputError
+    from co2gate.grid import schedule
+    from co2gate.pause import Pauser, PauseSettings, hold, wait_until
+
+    if (carbon.pause_above is None) != (carbon.deadline is None):
+        raise InputError("--pause-above and --deadline go together: give both")
+    if carbon.start_within is None and carbon.pause_above is None:
+        if carbon.duration is not None:
+            raise InputError("--duration is for --start-within or --pause-above: give one of them")
+        return None
+    what = "--start-within" if carbon.start_within is not None else "--pause-above"
+    refuse_hosted(env, what, carbon.force_hosted)
+    source = grid_source(budget, env)
+    now = datetime.now(timezone.utc)
+    if carbon.deadline is not None:
+        if carbon.deadline <= now:
+            raise InputError("--deadline has passed")
+        if carbon.duration is not None and carbon.deadline - now < carbon.duration:
+            raise InputError("--deadline leaves less time than --duration: the run cannot make it")
+    longest = (carbon.start_within or timedelta(0)) + (carbon.duration or timedelta(0))
+    if carbon.deadline is not None:
+        longest = max(longest, carbon.deadline - now)
+    if env.get("GITHUB_ACTIONS") == "true" and longest > TOKEN_LIFETIME:
+        say(
+            "this run may outlive the job's GITHUB_TOKEN (24 h): if the ledger or the comment "
+            "cannot be written at the end, the workflow_run companion records the run from "
+            "the uploaded co2gate-report artifact"
+        )
+    if carbon.start_within is not None:
+        series = forecast(
+            source,
+            now,
+            now + carbon.start_within + (carbon.duration or timedelta(0)) + timedelta(hours=1),
+        )
+        length = carbon.duration or _interval(series)
+        choice = schedule.best_start(series, length, now, carbon.start_within)
+        saving = f" ({choice.saving * 100:.1f}% less than now)" if choice.saving is not None else ""
+        plan = (
+            f"forecast {choice.g_per_kwh:.0f} gCO2e/kWh over {length.total_seconds() / 3600:g} h"
+            f"{saving}, from {series.source}"
+        )
+        if choice.start > now:
+            got = wait_until(choice.start, say, heartbeat_s, plan)
+            if got is not None:
+                return _cancelled(got)
+        say(f"starting now: {plan}")
+    if carbon.pause_above is None or carbon.deadline is None:
+        return None
+    settings = PauseSettings(
+        carbon.pause_above,
+        carbon.deadline,
+        None if carbon.duration is None else carbon.duration.total_seconds(),
+        carbon.pause_signal,
+        carbon.pause_grace_s,
+    )
+    read = around(source)
+    got = hold(settings, read, say, heartbeat_s)
+    if got is not None:
+        return _cancelled(got)
+    return Pauser(settings, read, say)
+
+
+def _cancelled(signum: int) -> Outcome:
+    """A cancelling signal ended the wait: nothing ran, the shell's 128 + N."""
+    import signal
+
+    name = signal.Signals(signum).name
+    return Outcome(
+        128 + signum, lines=[f"{name} while waiting to start: the command was not started"]
+    )
+
+
+def _interval(series: Series) -> timedelta:
+    """The forecast's step: the run length to plan with when --duration is not given."""
+    return series.intervals[0].length if series.intervals else timedelta(minutes=30)
