@@ -429,6 +429,13 @@ def run(
     "under the run, commit and verified pull request that the event and the API give, "
     "never the artifact's own.",
 )
+@click.option(
+    "--merge",
+    is_flag=True,
+    help="FILES are the nodes and ranks of ONE run (each measured by co2gate measure): "
+    "gate them as one, with one verdict, one ledger entry and a by-node table; each GPU "
+    "(by UUID) and each machine's CPU and RAM (by boot id) counted once over overlapping time.",
+)
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 def check(
     budget_file: Path,
@@ -444,6 +451,7 @@ def check(
     comment_author: str | None,
     as_json: bool,
     workflow_run: bool,
+    merge: bool,
     files: tuple[Path, ...],
 ) -> None:
     """Gate measurements already taken: co2gate emissions.json files, or the emissions.csv
@@ -471,6 +479,7 @@ def check(
         as_json,
         workflow_run,
         unit,
+        merge,
     )
     _finish(check_files(request, os.environ))
 

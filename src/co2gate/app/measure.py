@@ -124,8 +124,9 @@ def measure_command(
         sources = default_sources(env, guard.watch.source_interval_s() if guard else None)
     with Supervisor(argv, guard) as supervisor:
         child, outcomes = supervisor.run(sources, beside)
-        from co2gate import emissions  # the record's modules: after the command
+        from co2gate import emissions, nodes  # the record's modules: after the command
 
+        node, odd = nodes.read(env)  # a value that is not valid: one note each
         m = emissions.build(
             child,
             outcomes,
@@ -134,7 +135,8 @@ def measure_command(
             labels=labels,
             ci=ci,
             embodied=embodied,
-            notes=notes,
+            notes=[*notes, *odd],
+            node=node,
         )
         files: tuple[Path, ...] = ()
         lost = None
