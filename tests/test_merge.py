@@ -213,6 +213,20 @@ def test_partly_overlapping_ranks_extend_the_largest_reading_over_their_span() -
     assert m.power_w.cpu == pytest.approx(0.030 * 3.6e6 / 5400)
 
 
+def test_shares_of_one_device_are_summed_not_counted_once() -> None:
+    a = record(rank=0, cpu=0.010, gpus=(gpu("GPU-s", 0.3),))
+    b = record(rank=1, cpu=0.020, gpus=(gpu("GPU-s", 0.2),))
+    for doc in (a, b):  # two containers' CPU quotas and their processes' GPU shares
+        doc["methods"]["cpu"] = "cgroup-quota-share"
+        doc["methods"]["gpu"] = doc["gpus"][0]["method"] = "nvml-process-share"
+        del doc["energy_kwh_range"], doc["emissions_kg_range"]
+    m = merged(a, b)
+    assert m.energy_kwh.cpu == pytest.approx(0.030)
+    assert m.energy_kwh.gpu == pytest.approx(0.5)
+    assert m.energy_kwh.ram == pytest.approx(0.005)  # RAM is still the machine's: once
+    assert any("shares add up" in n for n in m.notes)
+
+
 def test_disjoint_runs_on_one_machine_are_both_counted() -> None:
     m = merged(
         record(rank=0, cpu=0.010, ram=0.004, start="00:00:00", end="01:00:00"),
@@ -432,6 +446,16 @@ def test_a_bad_variable_is_one_warning_and_the_field_none(
     assert getattr(node, field) is None
 
 
+def test_a_hostile_host_name_is_a_warning_and_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.uname()
+    fake = os.uname_result((real.sysname, "evil|<img src=x>\n", *real[2:]))
+    monkeypatch.setattr(os, "uname", lambda: fake)
+    node, warnings = read({}, boot_id_file=tmp_path / "none", machine_id_file=tmp_path / "none")
+    assert node.host is None and len(warnings) == 1
+
+
 def test_a_garbled_boot_id_file_is_a_warning(tmp_path: Path) -> None:
     boot = tmp_path / "boot_id"
     boot.write_bytes(b"\xff\xfe garbage")
@@ -581,6 +605,13 @@ def test_mixed_runs_are_exit_2_in_one_line_naming_the_files(
     (line,) = result.stderr.strip().splitlines()
     assert str(a) in line and str(b) in line and "Traceback" not in result.stderr
     assert not (tmp_path / "ledger").exists()
+
+
+def test_merge_and_workflow_run_together_are_refused(co2gate: CliRun, tmp_path: Path) -> None:
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps(record()))
+    result = co2gate("check", "--merge", "--workflow-run", str(a), env=clean_env())
+    assert result.returncode == 2 and "--merge and --workflow-run" in result.stderr
 
 
 # ------------------------------------------------------------------ torchrun on the CPU

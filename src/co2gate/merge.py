@@ -49,6 +49,8 @@ from co2gate.sci import SECONDS_PER_YEAR
 T = TypeVar("T")
 MAX_FILES: Final = 4096
 _MACHINE_PARTS: Final = (Component.CPU, Component.RAM)
+# Readings of the job's own share of a device, not of the whole device: never one another's.
+_SHARES: Final = frozenset({Method.CGROUP_QUOTA_SHARE, Method.NVML_PROCESS_SHARE})
 
 
 class MergeError(InputError):
@@ -81,6 +83,7 @@ class _Unit:
     file: _File
     kwh: float
     bounds: Bounds
+    method: Method
     gpu: Gpu | None = None
 
 
@@ -122,11 +125,16 @@ def merge(files: Sequence[tuple[str, Measurement]]) -> Measurement:
     set_aside = 0
     for machine in _group(parts, lambda p: p.machine):
         for cluster in _overlapping(machine, lambda p: (p.start, p.end)):
-            set_aside += len(cluster) - 1
+            dropped = 0
             for component in _MACHINE_PARTS:
-                units_ = [_unit(p, component) for p in cluster]
-                best, factor = _largest(units_, cluster)
-                kept[id(best.file)].add(component, best.kwh * factor, _times(best.bounds, factor))
+                whole = _keep_shares([_unit(p, component) for p in cluster], component, kept)
+                if whole:
+                    best, factor = _largest(whole, [u.file for u in whole])
+                    kept[id(best.file)].add(
+                        component, best.kwh * factor, _times(best.bounds, factor)
+                    )
+                    dropped = max(dropped, len(whole) - 1)
+            set_aside += dropped
     if set_aside:
         notes.append(
             f"CPU and RAM counted once per machine: {set_aside} of {len(parts)} files ran on a "
@@ -158,7 +166,10 @@ def merge(files: Sequence[tuple[str, Measurement]]) -> Measurement:
         if u.gpu is not None:
             gpus.append((u.file, u.gpu))
     for same in by_uuid.values():
-        for readings in _overlapping(same, lambda u: (u.file.start, u.file.end)):
+        for seen in _overlapping(same, lambda u: (u.file.start, u.file.end)):
+            readings = _keep_shares(seen, Component.GPU, kept, gpus)
+            if not readings:
+                continue
             shared += len(readings) - 1
             best, factor = _largest(readings, [u.file for u in readings])
             kept[id(best.file)].add(Component.GPU, best.kwh * factor, _times(best.bounds, factor))
@@ -169,6 +180,14 @@ def merge(files: Sequence[tuple[str, Measurement]]) -> Measurement:
         notes.append(
             f"GPUs counted once by UUID: {shared} GPU readings were of a GPU that another rank "
             "also read at the same time; the largest reading of each GPU is kept."
+        )
+    shares = sum(p.m.methods.of(c) in _SHARES for p in parts for c in _MACHINE_PARTS)
+    shares += sum(g.method in _SHARES for p in parts for g in p.m.gpus)
+    if shares and len(parts) > 1:
+        notes.append(
+            f"{shares} readings were a job's own share of a device (cgroup-quota-share, "
+            "nvml-process-share), not the whole device: shares add up, so they are summed, "
+            "never counted once."
         )
     return _assemble(parts, kept, gpus, notes)
 
@@ -230,25 +249,44 @@ def _overlapping(
 
 
 def _unit(p: _File, component: Component) -> _Unit:
-    return _Unit(p, p.m.energy_kwh.of(component), p.m.energy_bounds.of(component))
+    m = p.m
+    return _Unit(
+        p, m.energy_kwh.of(component), m.energy_bounds.of(component), m.methods.of(component)
+    )
 
 
 def _gpu_units(p: _File) -> list[_Unit]:
     """The file's GPU energy as one unit per GPU record (its share of the GPU component,
     whose bounds it takes in proportion); the whole component when there are no records."""
-    total, bounds = p.m.energy_kwh.gpu, p.m.energy_bounds.gpu
+    total, bounds, method = p.m.energy_kwh.gpu, p.m.energy_bounds.gpu, p.m.methods.gpu
+    if not p.m.gpus:
+        return [_Unit(p, total, bounds, method)] if total > 0 else []
     listed = sum(g.energy_kwh for g in p.m.gpus)
-    if listed <= 0:
-        if total <= 0 and not p.m.gpus:
-            return []
-        share = 1.0 / len(p.m.gpus) if p.m.gpus else 1.0
-        return [_Unit(p, total * share, _times(bounds, share), g) for g in p.m.gpus] or [
-            _Unit(p, total, bounds)
-        ]
+    shares = [g.energy_kwh / listed if listed > 0 else 1 / len(p.m.gpus) for g in p.m.gpus]
     return [
-        _Unit(p, total * g.energy_kwh / listed, _times(bounds, g.energy_kwh / listed), g)
-        for g in p.m.gpus
+        _Unit(p, total * share, _times(bounds, share), g.method, g)
+        for g, share in zip(p.m.gpus, shares, strict=True)
     ]
+
+
+def _keep_shares(
+    units_: list[_Unit],
+    component: Component,
+    kept: dict[int, _Kept],
+    gpus: list[tuple[_File, Gpu]] | None = None,
+) -> list[_Unit]:
+    """Count at once each reading that is a job's own share of a device (a cgroup's CPU
+    quota, a process's share of a GPU): shares of one device add up. The whole-device
+    readings are returned, to be counted once."""
+    whole = []
+    for u in units_:
+        if u.method in _SHARES:
+            kept[id(u.file)].add(component, u.kwh, u.bounds)
+            if gpus is not None and u.gpu is not None:
+                gpus.append((u.file, u.gpu))
+        else:
+            whole.append(u)
+    return whole
 
 
 def _largest(cluster: Sequence[_Unit], files: Sequence[_File]) -> tuple[_Unit, float]:
