@@ -614,6 +614,63 @@ def test_merge_and_workflow_run_together_are_refused(co2gate: CliRun, tmp_path: 
     assert result.returncode == 2 and "--merge and --workflow-run" in result.stderr
 
 
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+FAKE_SRUN = """#!/bin/sh
+# srun for two nodes on this machine: drops srun's options, runs the step once per node
+while [ "${1#--}" != "$1" ]; do shift; done
+for node in 0 1; do
+  SLURM_NODEID=$node SLURM_PROCID=$node SLURM_LOCALID=0 SLURM_NNODES=2 SLURM_NTASKS=2 \
+    SLURMD_NODENAME=node-$node "$@" &
+done
+wait
+"""
+
+
+def test_the_slurm_example_runs_under_simulated_slurm(tmp_path: Path) -> None:
+    """examples/slurm/train.sbatch as sbatch would run it, with srun, scontrol and torchrun
+    stood in for by scripts: two "nodes" (on this one machine) measured, then merged."""
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    scripts = {
+        "srun": FAKE_SRUN,
+        "scontrol": "#!/bin/sh\necho node-0\necho node-1\n",
+        "torchrun": f"#!/bin/sh\nexec {shlex.quote(PY)} -c 'import time; time.sleep(6)'\n",
+        "co2gate": f'#!/bin/sh\nexec {shlex.quote(PY)} -m co2gate "$@"\n',
+    }
+    for name, text in scripts.items():
+        (shims / name).write_text(text)
+        (shims / name).chmod(0o755)
+    (tmp_path / ".github").mkdir()
+    (tmp_path / ".github" / "carbon-budget.yml").write_text(BUDGET)
+    env = clean_env(SLURM_JOB_ID="777", SLURM_JOB_NODELIST="node-[0-1]")
+    env["PATH"] = f"{shims}:{env['PATH']}"
+    if "PYTHONPATH" in os.environ:
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    done = subprocess.run(
+        ["bash", str(EXAMPLES / "slurm" / "train.sbatch")],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    nodes = [json.loads(f.read_text())["node"] for f in tmp_path.glob("co2gate-777/node-*/*.json")]
+    assert sorted((n["node_rank"], n["rank"], n["job_id"]) for n in nodes) == [
+        (0, 0, "777"),
+        (1, 1, "777"),
+    ]
+    verdict = json.loads((tmp_path / "co2gate-777" / "report" / "verdict.json").read_text())
+    assert verdict["verdict"] == "pass"
+    body = (tmp_path / "co2gate-777" / "report" / "report.md").read_text()
+    assert "By node: 1 machine, 2 measurements" in body  # one real machine: counted once
+    ledger = list((tmp_path / "ledger").rglob("*.jsonl"))
+    assert sum(len(f.read_text().splitlines()) for f in ledger) == 1
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+def test_the_example_scripts_pass_shellcheck() -> None:
+    scripts = [EXAMPLES / "slurm" / "train.sbatch", EXAMPLES / "torchrun" / "run.sh"]
+    done = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+
+
 # ------------------------------------------------------------------ torchrun on the CPU
 
 TORCHRUN_SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "torchrun" / "train.py"

@@ -29,7 +29,7 @@ def main() -> None:
     model = DistributedDataParallel(
         torch.nn.Sequential(torch.nn.Linear(1, 128), torch.nn.Tanh(), torch.nn.Linear(128, 1))
     )
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
     for _ in range(args.steps):
         opt.zero_grad()
         loss = torch.nn.functional.mse_loss(model(x), y)
