@@ -680,7 +680,10 @@ TORCHRUN_SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "torchrun" 
     shutil.which("torchrun", path=str(Path(PY).parent)) is None,
     reason="torch is not installed (examples/torchrun needs it; not a dev dependency)",
 )
-def test_torchrun_on_the_cpu_two_ranks_merge_to_one_run(co2gate: CliRun, tmp_path: Path) -> None:
+def test_torchrun_on_the_cpu_two_ranks_merge_to_one_run(
+    co2gate: CliRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the budget's file ledger
     (tmp_path / "budget.yml").write_text(BUDGET)
     torchrun = str(Path(PY).parent / "torchrun")
     env = clean_env()
@@ -709,3 +712,6 @@ def test_torchrun_on_the_cpu_two_ranks_merge_to_one_run(co2gate: CliRun, tmp_pat
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "By node: 1 machine, 2 measurements" in (tmp_path / "out" / "report.md").read_text()
+    (entry,) = [line for f in tmp_path.rglob("ledger/**/*.jsonl") for line in f.open()]
+    # both ranks read the one machine's CPU and RAM: counted once, not twice
+    assert json.loads(entry)["emissions_kg"] < 0.8 * sum(d["emissions_kg"] for d in docs)
