@@ -41,6 +41,7 @@ def below_the_application() -> list[Path]:
     singles += ("codecarbon_csv",)  # beside emissions: the reader of codecarbon's files
     singles += ("uncertainty",)
     singles += ("metrics", "pareto")  # quality figures and the front of CO2e against them
+    singles += ("nodes", "merge")  # a rank's identity; many nodes' files as one run
     return files + [SRC / f"{name}.py" for name in singles]
 
 

@@ -679,6 +679,13 @@ def run(
 )
 @metric_options
 @tracker_options
+@click.option(
+    "--merge",
+    is_flag=True,
+    help="FILES are the nodes and ranks of ONE run (each measured by co2gate measure): "
+    "gate them as one, with one verdict, one ledger entry and a by-node table; each GPU "
+    "(by UUID) and each machine's CPU and RAM (by boot id) counted once over overlapping time.",
+)
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 def check(
     budget_file: Path,
@@ -700,6 +707,7 @@ def check(
     wandb: bool,
     prometheus_textfile: Path | None,
     prometheus_pushgateway: str | None,
+    merge: bool,
     files: tuple[Path, ...],
 ) -> None:
     """Gate measurements already taken: co2gate emissions.json files, or the emissions.csv
@@ -730,6 +738,7 @@ def check(
         metric,
         metrics_file,
         _targets(mlflow, wandb, prometheus_textfile, prometheus_pushgateway),
+        merge,
     )
     _finish(check_files(request, os.environ))
 

@@ -28,6 +28,7 @@ from co2gate.model import (
     HostValue,
     Measurement,
     MeasurementError,
+    Node,
     PerComponent,
     Place,
     Run,
@@ -67,8 +68,10 @@ def build(
     ci: CiInfo | Mapping[str, Any] | None,
     embodied: Embodied | None = None,
     notes: Sequence[str] = (),
+    node: Node | None = None,
 ) -> Measurement:
-    """The measurement of one run (`.to_json()`: its emissions.json); `embodied` feeds SCI.
+    """The measurement of one run (`.to_json()`: its emissions.json); `embodied` feeds SCI;
+    `node`: which machine and rank measured it (nodes.read).
 
     `ci` is co2gate's own block (github.context.ci_context), taken as it is; `notes` come
     first, before the sources' own.
@@ -167,6 +170,7 @@ def build(
         ci=_ci(ci),
         energy_kwh_range=EnergyRange(spans[0], spans[1], spans[2], total=span_total),
         emissions_kg_range=uncertainty.emissions_bounds(span_total, pue, intensity.g_per_kwh),
+        node=node,
     )
     return dataclasses.replace(measurement, sci=sci(measurement, embodied or Embodied()))
 

@@ -56,6 +56,15 @@ MIN_YEAR: Final = 1970
 MAX_YEAR: Final = 2100
 MAX_DATE_TEXT: Final = 64
 GUARD_SIGNALS: Final = ("SIGTERM", "SIGKILL")
+MAX_RANK: Final = 2**24  # ranks and world sizes: far beyond any cluster
+MAX_NODES: Final = 4096  # rows of a merged run's by-node table
+SCHEDULERS: Final = ("slurm", "torchrun", "ray", "mpi", "none")
+Scheduler: TypeAlias = Literal["slurm", "torchrun", "ray", "mpi", "none"]
+# The node's identity, as nodes.read and from_json both hold it.
+BOOT_ID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+MACHINE_ID: Final = re.compile(r"[0-9a-f]{32}")
+HOSTNAME: Final = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?")
+JOB_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+@-]{0,127}")
 
 T = TypeVar("T")
 HostValue: TypeAlias = "str | int | float | bool | None"
@@ -211,6 +220,65 @@ class Gpu:
             "mean_power_w": self.mean_power_w,
             "mean_utilization_pct": self.mean_utilization_pct,
             "method": self.method.value,
+        }
+
+
+@dataclass(frozen=True)
+class Node:
+    """Which machine and which rank of a multi-node run measured this file (nodes.read).
+
+    machine_id is /etc/machine-id hashed for co2gate (the file itself is confidential);
+    boot_id tells machines apart for `check --merge`. None: not known or not valid.
+    """
+
+    scheduler: Scheduler = "none"
+    host: str | None = None
+    machine_id: str | None = None
+    boot_id: str | None = None
+    job_id: str | None = None
+    rank: int | None = None
+    local_rank: int | None = None
+    world_size: int | None = None
+    node_rank: int | None = None  # the machine's index in the job: SLURM_NODEID, GROUP_RANK
+    node_name: str | None = None  # the scheduler's name for it: SLURMD_NODENAME, RAY_NODE_ID
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scheduler": self.scheduler,
+            "host": self.host,
+            "machine_id": self.machine_id,
+            "boot_id": self.boot_id,
+            "job_id": self.job_id,
+            "rank": self.rank,
+            "local_rank": self.local_rank,
+            "world_size": self.world_size,
+            "node_rank": self.node_rank,
+            "node_name": self.node_name,
+        }
+
+
+@dataclass(frozen=True)
+class NodeShare:
+    """One machine's part of a merged run (`check --merge`), after GPUs and CPU/RAM were
+    counted once: the comment's "By node" table."""
+
+    host: str
+    boot_id: str | None
+    ranks: tuple[int, ...]
+    files: int
+    gpus: int
+    energy_kwh: float
+    emissions_kg: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "boot_id": self.boot_id,
+            "ranks": list(self.ranks),
+            "files": self.files,
+            "gpus": self.gpus,
+            "energy_kwh": self.energy_kwh,
+            "emissions_kg": self.emissions_kg,
         }
 
 
@@ -415,6 +483,8 @@ class Measurement:
     # The run's quality figures (--metric, --metrics-file): name -> value; empty: none given
     metrics: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     grid: GridPricing | None = None  # a live provider priced the run (intensity: in the budget)
+    node: Node | None = None  # None: a file from before co2gate wrote it
+    nodes: tuple[NodeShare, ...] = ()  # a merged run's machines (merge.py); () otherwise
 
     def to_json(self) -> dict[str, Any]:
         """The emissions.json document, key for key as emissions.build has always written it."""
@@ -458,6 +528,10 @@ class Measurement:
             }
             doc["marginal_g_per_kwh"] = g.marginal_g_per_kwh
             doc["marginal_emissions_kg"] = g.marginal_emissions_kg
+        if self.node is not None:
+            doc["node"] = self.node.to_json()
+        if self.nodes:
+            doc["nodes"] = [n.to_json() for n in self.nodes]
         return doc
 
     @classmethod
@@ -738,7 +812,61 @@ class _Reader:
             unit=self.unit(*doc.may("unit")),
             metrics=MappingProxyType(self.metrics(*doc.may("metrics"))),
             grid=self.grid(doc),
+            node=self.node(*doc.may("node")),
+            nodes=self.nodes(*doc.may("nodes")),
         )
+
+    def pattern(self, value: object, path: str, shape: re.Pattern[str], what: str) -> str | None:
+        if value is None or value is _ABSENT:
+            return None
+        if not isinstance(value, str) or not shape.fullmatch(value):
+            self.fail(path, f"{_show(value)} is not {what}")
+        return value
+
+    def node(self, value: object, path: str) -> Node | None:
+        block = self.maybe_mapping(value, path)
+        if block is None:
+            return None
+        scheduler, where = block.need("scheduler")
+        if scheduler not in SCHEDULERS:
+            self.fail(where, f"{_show(scheduler)} is not one of {', '.join(SCHEDULERS)}")
+        rank = self.maybe_integer(*block.may("rank"), 0, MAX_RANK - 1)
+        world = self.maybe_integer(*block.may("world_size"), 1, MAX_RANK)
+        if rank is not None and world is not None and rank >= world:
+            self.fail(_child(path, "rank"), f"{rank} is not below world_size {world}")
+        return Node(
+            scheduler=scheduler,
+            host=self.pattern(*block.may("host"), HOSTNAME, "a host name"),
+            machine_id=self.pattern(*block.may("machine_id"), MACHINE_ID, "32 hex digits"),
+            boot_id=self.pattern(*block.may("boot_id"), BOOT_ID, "a boot id (a UUID)"),
+            job_id=self.pattern(*block.may("job_id"), JOB_ID, "a job id"),
+            rank=rank,
+            local_rank=self.maybe_integer(*block.may("local_rank"), 0, MAX_RANK - 1),
+            world_size=world,
+            node_rank=self.maybe_integer(*block.may("node_rank"), 0, MAX_RANK - 1),
+            node_name=self.pattern(*block.may("node_name"), JOB_ID, "a node name"),
+        )
+
+    def nodes(self, value: object, path: str) -> tuple[NodeShare, ...]:
+        rows = []
+        for i, item in enumerate(self.maybe_array(value, path, MAX_NODES)):
+            row = self.mapping(item, f"{path}[{i}]")
+            ranks, where = row.need("ranks")
+            rows.append(
+                NodeShare(
+                    host=self.text(*row.need("host"), MAX_TEXT, "name", empty=False),
+                    boot_id=self.pattern(*row.may("boot_id"), BOOT_ID, "a boot id (a UUID)"),
+                    ranks=tuple(
+                        self.integer(r, f"{where}[{j}]", 0, MAX_RANK - 1)
+                        for j, r in enumerate(self.array(ranks, where, MAX_NODES))
+                    ),
+                    files=self.integer(*row.need("files"), 1, MAX_NODES * MAX_NODES),
+                    gpus=self.integer(*row.need("gpus"), 0, MAX_GPUS),
+                    energy_kwh=self._kwh(*row.need("energy_kwh")),
+                    emissions_kg=self.number(*row.need("emissions_kg"), 0.0, MAX_KG),
+                )
+            )
+        return tuple(rows)
 
     def grid(self, doc: _Obj) -> GridPricing | None:
         """The provider's pricing, when the file has it (older files do not)."""

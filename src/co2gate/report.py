@@ -258,6 +258,18 @@ def context(
             "source": "US EPA: a typical passenger car emits about 400 g CO2 per mile",
         },
         "gpus": [_gpu(g) for g in m.gpus],
+        # a merged run's machines (check --merge); [] otherwise
+        "nodes": [
+            {
+                "host": n.host,
+                "ranks": _ranks(n.ranks),
+                "files": n.files,
+                "gpus": n.gpus,
+                "energy_kwh": n.energy_kwh,
+                "emissions_kg": n.emissions_kg,
+            }
+            for n in m.nodes
+        ],
         "elsewhere": [
             {
                 "where": i.source.split(": ", 1)[-1],
@@ -316,6 +328,17 @@ def _sci(block: Sci | None) -> dict[str, Any] | None:
         "gpus": block.embodied.gpus,
         "server_share": block.embodied.server_share,
     }
+
+
+def _ranks(ranks: Sequence[int]) -> str:
+    """0-7, 9, 12-13: ranks in runs; "" when none is known."""
+    spans: list[list[int]] = []
+    for r in sorted(ranks):
+        if spans and r == spans[-1][1] + 1:
+            spans[-1][1] = r
+        else:
+            spans.append([r, r])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _gpu(gpu: Gpu) -> dict[str, Any]:

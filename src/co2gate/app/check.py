@@ -10,7 +10,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from co2gate import budget as budgets
-from co2gate import emissions, metrics
+from co2gate import emissions, merge, metrics
 from co2gate.app import Outcome
 from co2gate.app.gate import Cancellable, gate_into, should_record, verdict_document
 from co2gate.app.inputs import (
@@ -21,6 +21,7 @@ from co2gate.app.inputs import (
     prepare_out_dir,
 )
 from co2gate.app.measure import track
+from co2gate.errors import InputError
 from co2gate.github import context
 from co2gate.labels import RunLabels
 from co2gate.ledger import open_ledger
@@ -46,11 +47,16 @@ class CheckRequest:
     metric: tuple[str, ...] = ()  # --metric NAME=VALUE: given to every file's run
     metrics_file: Path | None = None  # --metrics-file: read now, given to every file's run
     trackers: Targets = field(default_factory=Targets)  # where else the figures go
+    merge: bool = False  # FILES are the nodes of ONE run: one verdict, one entry, one comment
 
 
 def check(request: CheckRequest, env: Mapping[str, str]) -> Outcome:
-    """Gate, record and report each file; exit 1 if any fails the gate."""
+    """Gate, record and report each file (or, with merge, the files as one run); exit 1 if
+    any fails the gate."""
     from co2gate.app import companion
+
+    if request.merge and request.workflow_run:
+        raise InputError("--merge and --workflow-run cannot be combined: gate a fork's run alone")
 
     ci = None if request.workflow_run else context.ci_context(env)
     labels = RunLabels(
@@ -73,6 +79,8 @@ def check(request: CheckRequest, env: Mapping[str, str]) -> Outcome:
         for path, m in zip(request.files, read, strict=True)
         if measured is not None
     ]
+    if request.merge:  # one run over many nodes: one verdict, one entry, one comment
+        read = [merge.merge([(str(p), m) for p, m in zip(request.files, read, strict=True)])]
     for m in read:
         budgets.allocation_kg(budget, m.run.workload)
     check_templates(request.template_dir)

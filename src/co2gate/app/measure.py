@@ -145,9 +145,10 @@ def measure_command(
         guard.status = pauser.status  # the heartbeat says when the command is paused
     with Supervisor(argv, guard, pauser) as supervisor:
         child, outcomes = supervisor.run(sources, beside)
-        from co2gate import emissions  # the record's modules: after the command
+        from co2gate import emissions, nodes  # the record's modules: after the command
 
         quality, problem = metrics.collect() if metrics else ({}, None)
+        node, odd = nodes.read(env)  # a value that is not valid: one note each
         m = emissions.build(
             child,
             outcomes,
@@ -158,9 +159,11 @@ def measure_command(
             embodied=embodied,
             notes=[
                 *notes,
+                *odd,
                 *([problem] if problem else []),
                 *(child.pauses.lines() if child.pauses is not None else ()),
             ],
+            node=node,
         )
         if quality:
             m = dataclasses.replace(m, metrics=MappingProxyType(quality))

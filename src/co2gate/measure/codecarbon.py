@@ -264,6 +264,7 @@ class CodecarbonMeter(Meter):
             from codecarbon import OfflineEmissionsTracker
             from codecarbon.core import cpu as cc_cpu
 
+            _machine_not_slurm_job()
             patches.enter_context(_tdp_table_without_pandas(cc_cpu))
             tracker = OfflineEmissionsTracker(
                 project_name="co2gate",
@@ -393,3 +394,18 @@ class CodecarbonMeter(Meter):
 
     def _errors(self) -> str:
         return "; ".join(self._log.lines) or "no error was logged"
+
+
+def _machine_not_slurm_job() -> None:
+    """Make codecarbon count this machine's CPUs and RAM, never the SLURM job's.
+
+    Under SLURM codecarbon sizes CPU and RAM from `scontrol show job` (the whole job, all its
+    nodes: wrong for a machine-mode reading), and where scontrol is not on PATH (a container
+    on a SLURM node) the FileNotFoundError stops its tracker from starting at all. It reads
+    SLURM_JOB_ID once, at import, into these two modules.
+    """
+    from codecarbon.core import util
+    from codecarbon.external import ram
+
+    for module in (util, ram):
+        setattr(module, "SLURM_JOB_ID", None)  # noqa: B010  (ram only imports the name)
