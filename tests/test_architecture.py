@@ -39,6 +39,7 @@ def below_the_application() -> list[Path]:
     singles += ("regression",)  # the bootstrap behind regression.max_increase
     singles += ("codecarbon_csv",)  # beside emissions: the reader of codecarbon's files
     singles += ("uncertainty",)
+    singles += ("annual",)  # the annual report's sums, from ledger entries
     return files + [SRC / f"{name}.py" for name in singles]
 
 

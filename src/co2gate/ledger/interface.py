@@ -153,6 +153,65 @@ def make_entry(m: Measurement, category: str) -> dict[str, Any]:
     if m.requests:  # its units of work: the regression rule compares PRs per unit
         entry["units"] = m.requests
         entry["unit"] = m.unit or "requests"
+    entry |= provenance(m)
+    entry["key"] = entry_key(entry)
+    return valid_entry(entry)
+
+
+def provenance(m: Measurement) -> dict[str, Any]:
+    """How a run's figures were obtained, for the annual report: each part's energy and
+    method, PUE, the intensity and its source, SCI's embodied share, codecarbon's version,
+    and `stopped_by_guard` (only when the guard stopped it)."""
+    parts = ("cpu", "gpu", "ram")
+    found: dict[str, Any] = {
+        "parts_kwh": {part: getattr(m.energy_kwh, part) for part in parts},
+        "methods": {part: getattr(m.methods, part).value for part in parts},
+        "pue": m.pue,
+        "intensity_g_per_kwh": m.intensity_g_per_kwh,
+        "intensity_source": m.intensity_source,
+    }
+    if m.sci is not None:
+        found["embodied_kg"] = m.sci.embodied_kg
+    version = m.host.get("codecarbon_version")
+    if isinstance(version, str) and version:
+        found["codecarbon_version"] = version
+    if m.run.stopped_by_guard:
+        found["stopped_by_guard"] = True
+    return found
+
+
+def refusal_entry(
+    ci: Mapping[str, Any] | None,
+    label: str,
+    category: str,
+    ended_at: datetime,
+    projected_kg: float,
+) -> dict[str, Any]:
+    """The ledger entry for a run `run --preflight` refused: zero kg, zero kWh, marked
+    `refused: true`, with the projection that refused it. Budget totals do not move; the
+    annual report counts it. Outside CI it is keyed by a fresh uuid, like a local run."""
+    import uuid
+
+    ci = ci or {}
+    entry: dict[str, Any] = {
+        "key": "",
+        "repository": ci.get("repository") or "local",
+        "run_id": ci.get("run_id") or uuid.uuid4().hex,
+        "run_attempt": ci.get("run_attempt") or "1",
+        "job": ci.get("job") or "local",
+        "label": label,
+        "category": category,
+        "emissions_kg": 0.0,
+        "energy_kwh": 0.0,
+        "duration_s": 0.0,
+        "ended_at": ended_at.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
+        "sha": ci.get("sha") or None,
+        "ref": ci.get("ref") or None,
+        "event": ci.get("event") or None,
+        "pr": ci.get("pr"),
+        "refused": True,
+        "projected_kg": projected_kg if math.isfinite(projected_kg) else None,
+    }
     entry["key"] = entry_key(entry)
     return valid_entry(entry)
 
