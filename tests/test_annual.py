@@ -37,7 +37,6 @@ annual_budget_kg: 100
 allocations: {training: 0.7, inference: 0.3}
 ledger: {backend: file, path: ledger}
 """
-RAPL_GPU = {"cpu": "rapl", "gpu": "nvml-energy-counter", "ram": "ram-size-estimate"}
 
 
 @pytest.fixture
@@ -84,22 +83,23 @@ def at(month: int, day: int = 10, year: int = 2026) -> str:
 # Six entries of 2026 whose figures are worked out by hand below, and one of 2025.
 SMALL = [
     # 1.5 kg, 6 kWh: cpu 1 (rapl), gpu 4 (nvml), ram 1 (estimate); PUE 1.2; 3 L of water
-    entry(1, "train", 1.5, at(1), methods=RAPL_GPU, parts_kwh={"cpu": 1, "gpu": 4, "ram": 1},
+    entry(1, "train", 1.5, at(1),
+          kwh_by_method={"rapl": 1, "nvml-energy-counter": 4, "ram-size-estimate": 1},
           pue=1.2, intensity_source="codecarbon 3.3.2: USA/virginia (eGRID 2023)",
-          codecarbon_version="3.3.2", water_l=3.0, embodied_kg=0.5),
+          water_l=3.0, embodied_kg=0.5),
     # 0.5 kg, 2 kWh, stopped by the guard; no methods, PUE or water (an older line)
     entry(2, "train", 0.5, at(2), stopped_by_guard=True),
     # 2 kg, 8 kWh of inference, all GPU: measured; PUE 1.0; 1 L; 1000 requests
-    entry(3, "serve", 2.0, at(2, 20), "inference", methods=RAPL_GPU,
-          parts_kwh={"cpu": 0, "gpu": 8, "ram": 0}, pue=1.0, water_l=1.0,
+    entry(3, "serve", 2.0, at(2, 20), "inference",
+          kwh_by_method={"nvml-energy-counter": 8.0}, pue=1.0, water_l=1.0,
           intensity_source="codecarbon 3.3.2: USA/virginia (eGRID 2023)", units=1000,
           unit="requests", embodied_kg=0.1),
     # refused by preflight: 0 kg, projected 5 kg
     entry(4, "train", 0.0, at(3), refused=True, projected_kg=5.0),
     # 0.25 kg, 1 kWh of a category with no allocation, CPU estimated
     entry(5, "lint", 0.25, at(12, 31), "ci",
-          methods={"cpu": "tdp-load-estimate", "gpu": "none", "ram": "ram-size-estimate"},
-          parts_kwh={"cpu": 0.5, "gpu": 0, "ram": 0.5}, intensity_source="configured: 400 g"),
+          kwh_by_method={"tdp-load-estimate": 0.5, "ram-size-estimate": 0.5, "none": 0},
+          intensity_source="configured: 400 g"),
     # outside the year
     entry(6, "train", 100.0, at(12, 31, 2025)),
 ]  # fmt: skip
@@ -183,7 +183,7 @@ def test_refusals_guard_stops_largest_runs_and_sources() -> None:
         "codecarbon 3.3.2: USA/virginia (eGRID 2023)": (2, 3.5),
         "configured: 400 g": (1, 0.25),
     }
-    assert a.codecarbon_versions == {"3.3.2": 1}
+    assert a.codecarbon_versions == {"3.3.2": 2}  # named by the intensity's source
 
 
 def test_an_empty_year_has_zeros_and_no_shares() -> None:
@@ -205,10 +205,13 @@ def test_an_empty_year_has_zeros_and_no_shares() -> None:
         {"water_l": 1e300},
         {"pue": 0.5},
         {"pue": "1.2"},
-        {"methods": {"cpu": "made-up", "gpu": 3, "ram": None}, "parts_kwh": {"cpu": 1}},
-        {"methods": RAPL_GPU, "parts_kwh": {"cpu": -1, "gpu": 2, "ram": 0}},
-        {"methods": "rapl", "parts_kwh": [1, 2, 3]},
-        {"intensity_source": {"a": 1}, "codecarbon_version": 3},
+        {"kwh_by_method": {"made-up": 1.0, "rapl": None}},
+        {"kwh_by_method": {"rapl": -1, "nvml-energy-counter": 2}},
+        {"kwh_by_method": {"rapl": True}},
+        {"kwh_by_method": ["rapl", 1]},
+        {"kwh_by_method": {f"m{n}": 1 for n in range(100)}},
+        {"kwh_by_method": {"rapl": 0}},
+        {"intensity_source": {"a": 1}},
         {"intensity_source": "x" * 5000},
         {"embodied_kg": float("nan"), "units": -5, "unit": "requests"},
         {"refused": "yes", "stopped_by_guard": 1, "projected_kg": "lots"},
@@ -228,10 +231,8 @@ def test_a_hand_edited_figure_beside_the_ledgers_own_is_not_known_never_summed(
 
 
 def test_a_made_up_method_counts_as_unknown() -> None:
-    odd = {"cpu": "made-up", "gpu": "nvml-energy-counter", "ram": "none"}
-    a = year_2026(
-        [entry(1, "x", 1.0, at(5), methods=odd, parts_kwh={"cpu": 1, "gpu": 3, "ram": 0})]
-    )
+    odd = {"made-up": 1, "nvml-energy-counter": 3.0, "none": 0}
+    a = year_2026([entry(1, "x", 1.0, at(5), kwh_by_method=odd)])
     assert a.by_method == {"nvml-energy-counter": 3.0, "unknown": 1.0}
 
 
@@ -248,8 +249,9 @@ def test_a_ledger_entry_carries_its_provenance_and_the_guards_stop() -> None:
     m = doc(2.0)
     e = make_entry(guard_stopped(m), "training")
     assert e["stopped_by_guard"] is True
-    assert set(e["methods"]) == {"cpu", "gpu", "ram"} and e["pue"] == m.pue
-    assert e["parts_kwh"]["cpu"] == m.energy_kwh.cpu and e["intensity_source"] == m.intensity_source
+    assert e["kwh_by_method"][m.methods.cpu.value] == m.energy_kwh.cpu  # before PUE
+    assert sum(e["kwh_by_method"].values()) == pytest.approx(m.energy_kwh.total)
+    assert e["pue"] == m.pue and e["intensity_source"] == m.intensity_source
     assert "stopped_by_guard" not in make_entry(m, "training")  # only when it was
 
 
@@ -547,7 +549,7 @@ def test_the_json_document_carries_the_sustainability_figures() -> None:
     assert {"method", "kind", "energy_kwh", "share"} == set(found["methods"]["by_method"][0])
     assert found["sci"]["functional_unit"] == "run"
     assert found["sources"]["intensity"][0]["source"].endswith("(eGRID 2023)")
-    assert found["sources"]["codecarbon"] == [{"version": "3.3.2", "runs": 1}]
+    assert found["sources"]["codecarbon"] == [{"version": "3.3.2", "runs": 2}]
     assert {"label", "emissions_kg", "ended_at", "stopped_by_guard"} <= set(
         found["largest_runs"][0]
     )

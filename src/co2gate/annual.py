@@ -18,6 +18,7 @@ import dataclasses
 import heapq
 import io
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -31,8 +32,6 @@ SCHEMA: Final = "co2gate/annual/v1"
 TOP_RUNS: Final = 10
 MAX_WATER_L: Final = 1e12  # beyond any CI job's cooling water
 MAX_TEXT: Final = 1000  # characters in a source or version taken from a ledger line
-PARTS: Final = ("cpu", "gpu", "ram")
-_METHODS: Final = {m.value: m for m in Method}
 # How a figure was obtained, by kind: measured by a counter, estimated, or not said.
 MEASURED, ESTIMATED, UNKNOWN = "measured", "estimated", "unknown"
 CSV_COLUMNS: Final = (
@@ -263,10 +262,7 @@ class Annual:
 
 def kind_of(method: str) -> str:
     """measured, estimated or unknown: how a method's figures were obtained."""
-    known = _METHODS.get(method)
-    if known is None:
-        return UNKNOWN
-    return MEASURED if known.is_measured else ESTIMATED
+    return _KIND.get(method, UNKNOWN)
 
 
 def months(start: date, end: date) -> list[str]:
@@ -292,20 +288,41 @@ def _text(value: Any) -> str | None:
     return value if type(value) is str and 0 < len(value) <= MAX_TEXT else None
 
 
-def _kinds(entry: Mapping[str, Any], kwh: float) -> dict[str, float]:
-    """The entry's energy split by method: its parts' shares, else all of it unknown."""
-    parts, methods = entry.get("parts_kwh"), entry.get("methods")
-    if kwh > 0 and type(parts) is dict and type(methods) is dict:
-        split: dict[str, float] = {}
-        values = [(_number(parts.get(p), 1e12), methods.get(p)) for p in PARTS]
-        whole = math.fsum(v for v, _ in values if v is not None)
-        if whole > 0 and all(v is not None for v, _ in values):
-            for value, method in values:
-                if value:  # None ruled out above; 0 kWh adds nothing
-                    name = method if type(method) is str and method in _METHODS else UNKNOWN
-                    split[name] = split.get(name, 0.0) + kwh * value / whole
-            return split
-    return {UNKNOWN: kwh} if kwh > 0 else {}
+_CODECARBON: Final = re.compile(r"codecarbon ([0-9][0-9A-Za-z.+-]{0,40})[:,; ]")
+_KIND: Final = {m.value: MEASURED if m.is_measured else ESTIMATED for m in Method}
+
+
+def _kinds(by_method: Any, kwh: float) -> list[tuple[str, float]]:
+    """An entry's energy split by method, in proportion to its `kwh_by_method`; all of it
+    `unknown` where the entry does not say how it was obtained."""
+    if type(by_method) is dict and 0 < len(by_method) <= len(Method):
+        values = [(name, _number(value, 1e12)) for name, value in by_method.items()]
+        whole = math.fsum(v for _, v in values if v is not None)
+        if whole > 0 and all(v is not None for _, v in values):
+            return [
+                (name if type(name) is str and name in _KIND else UNKNOWN, kwh * v / whole)
+                for name, v in values
+                if v  # 0 kWh adds nothing (None ruled out above)
+            ]
+    return [(UNKNOWN, kwh)]
+
+
+class _Largest:
+    """The `top` entries with the most emissions seen so far, kept as the entries stream by."""
+
+    def __init__(self, top: int) -> None:
+        self.top, self.seq = top, 0
+        self.heap: list[tuple[float, int, Mapping[str, Any]]] = []
+
+    def offer(self, kg: float, entry: Mapping[str, Any]) -> None:
+        self.seq -= 1  # ties: the earlier entry ranks first, as heapq.nlargest ranks them
+        if len(self.heap) < self.top:
+            heapq.heappush(self.heap, (kg, self.seq, entry))
+        elif kg > self.heap[0][0]:
+            heapq.heapreplace(self.heap, (kg, self.seq, entry))
+
+    def runs(self) -> tuple[Run, ...]:
+        return tuple(_run(e) for _, _, e in sorted(self.heap, key=lambda t: (-t[0], -t[1])))
 
 
 def summarise(
@@ -317,7 +334,8 @@ def summarise(
     annual_budget_kg: float | None = None,
     top: int = TOP_RUNS,
 ) -> Annual:
-    """The year [start, end) from valid ledger entries (as Ledger.entries gives them)."""
+    """The year [start, end) from valid ledger entries (as Ledger.entries gives them), in
+    one pass: entries may be a stream (a generator over the ledger's months)."""
     cells: dict[tuple[str, str, str], Group] = {}
     category_kgs: dict[str, list[float]] = {}
     all_kg: list[float] = []
@@ -326,65 +344,74 @@ def summarise(
     per_unit: dict[str, list[float]] = {}
     sources: dict[str, list[float]] = {}
     versions: dict[str, int] = {}
-    rows = entries if isinstance(entries, list) else list(entries)
-    for e in rows:
+    largest = _Largest(top)
+    kind_of_name = _KIND.get
+    for e in entries:
+        get = e.get
         kg, kwh = e["emissions_kg"], e["energy_kwh"]
-        category, label = e["category"], e["label"]
-        month = utc_day(e["ended_at"])[:7]
+        category = e["category"]
         all_kg.append(kg)
         kgs = category_kgs.get(category)
         if kgs is None:
             category_kgs[category] = [kg]
         else:
             kgs.append(kg)
-        cell = cells.get((month, category, label))
+        where = (utc_day(e["ended_at"])[:7], category, e["label"])
+        cell = cells.get(where)
         if cell is None:
-            cell = cells[(month, category, label)] = Group()
+            cell = cells[where] = Group()
         cell.emissions_kg += kg
         cell.energy_kwh += kwh
-        cell_refused = e.get("refused") is True
-        if cell_refused:
+        refused = get("refused") is True
+        if refused:
             cell.refused += 1
-            projected += _number(e.get("projected_kg"), 1e12) or 0.0
+            projected += _number(get("projected_kg"), 1e12) or 0.0
         else:
             cell.runs += 1
-        if e.get("stopped_by_guard") is True:
+            largest.offer(kg, e)
+        if get("stopped_by_guard") is True:
             cell.stopped_by_guard += 1
-        pue = _number(e.get("pue"), PUE_MAX)
+        pue = _number(get("pue"), PUE_MAX)
         if pue is not None and pue >= PUE_MIN:
             cell.pue_energy_kwh += kwh
             cell.pue_facility_kwh += kwh * pue
-        for name, part in _kinds(e, kwh).items():
-            by_method[name] = by_method.get(name, 0.0) + part
-            kind = kind_of(name)
-            if kind == MEASURED:
-                cell.measured_kwh += part
-            elif kind == ESTIMATED:
-                cell.estimated_kwh += part
-            else:
-                cell.unknown_kwh += part
-        water = _number(e.get("water_l"), MAX_WATER_L)
-        if water is not None:
+        if kwh > 0:
+            for name, part in _kinds(get("kwh_by_method"), kwh):
+                by_method[name] = by_method.get(name, 0.0) + part
+                kind = kind_of_name(name)
+                if kind == MEASURED:
+                    cell.measured_kwh += part
+                elif kind == ESTIMATED:
+                    cell.estimated_kwh += part
+                else:
+                    cell.unknown_kwh += part
+        water = get("water_l")
+        if water is not None and (water := _number(water, MAX_WATER_L)) is not None:
             cell.water_l += water
             cell.water_runs += 1
-        m = _number(e.get("embodied_kg"), 1e9)
-        if m is not None and not cell_refused:
+        m = _number(get("embodied_kg"), 1e9)
+        if m is not None and not refused:
             embodied += m
             embodied_runs += 1
-        units, unit = _number(e.get("units"), 1e15), _text(e.get("unit"))
-        if units and unit:
-            acc = per_unit.setdefault(unit, [0.0, 0.0, 0.0])
-            acc[0] += units
-            acc[1] += kg
-            acc[2] += m or 0.0
-        source = _text(e.get("intensity_source"))
-        if source:
-            acc = sources.setdefault(source, [0, 0.0])
-            acc[0] += 1
-            acc[1] += kg
-        version = _text(e.get("codecarbon_version"))
+        units = get("units")
+        if units is not None:
+            units, unit = _number(units, 1e15), _text(get("unit"))
+            if units and unit:
+                acc = per_unit.setdefault(unit, [0.0, 0.0, 0.0])
+                acc[0] += units
+                acc[1] += kg
+                acc[2] += m or 0.0
+        source = get("intensity_source")
+        if source is not None and (source := _text(source)):
+            tally = sources.get(source)
+            if tally is None:
+                sources[source] = [1, kg]
+            else:
+                tally[0] += 1
+                tally[1] += kg
+        version = _CODECARBON.match(source) if source else None  # "codecarbon 3.3.2: ..."
         if version:
-            versions[version] = versions.get(version, 0) + 1
+            versions[version[1]] = versions.get(version[1], 0) + 1
 
     total = Group()
     by_month = {m: Group() for m in months(start, end)}
@@ -392,14 +419,12 @@ def summarise(
     by_label: dict[str, Group] = {}
     for (month, category, label), cell in cells.items():
         total.add(cell)
-        by_month.setdefault(month, Group()).add(cell)  # a month outside: only if asked so
+        by_month.setdefault(month, Group()).add(cell)  # a month outside: only if given one
         by_category.setdefault(category, Group()).add(cell)
         by_label.setdefault(label, Group()).add(cell)
     for name in allocations_kg or {}:  # every allocated category, used or not
         by_category.setdefault(name, Group())
         category_kgs.setdefault(name, [])
-    ran = (e for e in rows if e.get("refused") is not True)
-    largest = heapq.nlargest(top, ran, key=lambda e: e["emissions_kg"])
     return Annual(
         start=start,
         end=end,
@@ -415,7 +440,7 @@ def summarise(
         embodied_runs=embodied_runs,
         per_unit={u: (a[0], a[1], a[2]) for u, a in per_unit.items()},
         refusals_projected_kg=projected,
-        largest=tuple(_run(e) for e in largest),
+        largest=largest.runs(),
         intensity_sources={
             s: (int(a[0]), a[1]) for s, a in sorted(sources.items(), key=lambda kv: -kv[1][0])
         },

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from co2gate import annual, fmt
 from co2gate import budget as budgets
@@ -17,7 +17,7 @@ from co2gate.app.inputs import prepare_out_dir
 from co2gate.emissions import write_atomic
 from co2gate.errors import InputError, OutputError
 from co2gate.ledger import open_ledger
-from co2gate.ledger.interface import FIRST_DAY, LAST_DAY, LedgerError
+from co2gate.ledger.interface import FIRST_DAY, LAST_DAY, Ledger, LedgerError
 
 
 class Format(str, enum.Enum):
@@ -48,6 +48,21 @@ def year_span(budget: budgets.Budget, year: int | None, today: date) -> tuple[da
     return date(year, month, day), date(year + 1, month, day)
 
 
+def by_month(ledger: Ledger, start: date, end: date) -> Iterator[dict[str, Any]]:
+    """The entries of [start, end), read a month (a shard) at a time so that one month is
+    in memory at once; each key once, the first kept, as Ledger.entries keeps it."""
+    seen: set[str] = set()
+    low = start
+    while low < end:
+        high = min(end, date(low.year + low.month // 12, low.month % 12 + 1, 1))
+        for entry in ledger.entries(low, high):
+            key = entry["key"]
+            if key not in seen:
+                seen.add(key)
+                yield entry
+        low = high
+
+
 def render(summary: annual.Annual, form: Format, ledger: str) -> str:
     """One format's text."""
     if form is Format.JSON:
@@ -72,16 +87,15 @@ def annual_report(request: ReportRequest, env: Mapping[str, str], today: date) -
     start, end = year_span(budget, request.year, today)
     ledger, where = open_ledger(budget.ledger, env)
     try:
-        entries = ledger.entries(start, end)
+        summary = annual.summarise(
+            by_month(ledger, start, end),
+            start,
+            end,
+            allocations_kg={c: budgets.allocation_kg(budget, c) for c in budget.allocations},
+            annual_budget_kg=budget.annual_budget_kg,
+        )
     except LedgerError as e:
         raise LedgerError(f"{where}: {e}") from e
-    summary = annual.summarise(
-        entries,
-        start,
-        end,
-        allocations_kg={c: budgets.allocation_kg(budget, c) for c in budget.allocations},
-        annual_budget_kg=budget.annual_budget_kg,
-    )
     out = prepare_out_dir(request.out)
     outcome = Outcome()
     shown = where.removeprefix("ledger: ")

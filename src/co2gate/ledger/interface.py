@@ -159,22 +159,21 @@ def make_entry(m: Measurement, category: str) -> dict[str, Any]:
 
 
 def provenance(m: Measurement) -> dict[str, Any]:
-    """How a run's figures were obtained, for the annual report: each part's energy and
-    method, PUE, the intensity and its source, SCI's embodied share, codecarbon's version,
-    and `stopped_by_guard` (only when the guard stopped it)."""
-    parts = ("cpu", "gpu", "ram")
+    """How a run's figures were obtained, for the annual report, in few characters (a line
+    stays small): its energy per method (kWh before PUE; parts without energy left out),
+    PUE, the intensity's source, SCI's embodied share, and `stopped_by_guard` when it was."""
+    by_method: dict[str, float] = {}
+    for part in ("cpu", "gpu", "ram"):
+        kwh, method = getattr(m.energy_kwh, part), getattr(m.methods, part).value
+        if kwh > 0:
+            by_method[method] = by_method.get(method, 0.0) + kwh
     found: dict[str, Any] = {
-        "parts_kwh": {part: getattr(m.energy_kwh, part) for part in parts},
-        "methods": {part: getattr(m.methods, part).value for part in parts},
+        "kwh_by_method": by_method,
         "pue": m.pue,
-        "intensity_g_per_kwh": m.intensity_g_per_kwh,
         "intensity_source": m.intensity_source,
     }
     if m.sci is not None:
         found["embodied_kg"] = m.sci.embodied_kg
-    version = m.host.get("codecarbon_version")
-    if isinstance(version, str) and version:
-        found["codecarbon_version"] = version
     if m.run.stopped_by_guard:
         found["stopped_by_guard"] = True
     return found
