@@ -17,7 +17,6 @@ import csv
 import dataclasses
 import heapq
 import io
-import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -295,14 +294,19 @@ _KIND: Final = {m.value: MEASURED if m.is_measured else ESTIMATED for m in Metho
 def _kinds(by_method: Any, kwh: float) -> list[tuple[str, float]]:
     """An entry's energy split by method, in proportion to its `kwh_by_method`; all of it
     `unknown` where the entry does not say how it was obtained."""
-    if type(by_method) is dict and 0 < len(by_method) <= len(Method):
-        values = [(name, _number(value, 1e12)) for name, value in by_method.items()]
-        whole = math.fsum(v for _, v in values if v is not None)
-        if whole > 0 and all(v is not None for _, v in values):
+    if type(by_method) is dict and 0 < len(by_method) <= len(_KIND):
+        whole = 0.0
+        for value in by_method.values():
+            if (type(value) is float or type(value) is int) and 0 <= value <= 1e12:
+                whole += value  # exact types: a bool is no figure
+            else:
+                return [(UNKNOWN, kwh)]
+        if whole > 0:
+            scale = kwh / whole
             return [
-                (name if type(name) is str and name in _KIND else UNKNOWN, kwh * v / whole)
-                for name, v in values
-                if v  # 0 kWh adds nothing (None ruled out above)
+                (name if name in _KIND else UNKNOWN, value * scale)
+                for name, value in by_method.items()
+                if value  # 0 kWh adds nothing
             ]
     return [(UNKNOWN, kwh)]
 
