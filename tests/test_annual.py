@@ -556,6 +556,19 @@ def test_the_json_document_carries_the_sustainability_figures() -> None:
     assert next(m["month"] for m in found["by_month"]) == "2026-01"
 
 
+def test_the_json_follows_its_shipped_schema() -> None:
+    import jsonschema
+
+    schema = json.loads((Path(annual.__file__).parent / "schemas" / "annual.v1.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    for a in (year_2026(), year_2026([]), hostile_year()):
+        found = json.loads(json.dumps(a.to_json(), allow_nan=False))
+        jsonschema.validate(found, schema, format_checker=jsonschema.FormatChecker())
+    broken = year_2026().to_json() | {"totals": {"runs": -1}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
 # ----------------------------------------------------------------------- Markdown and HTML
 
 
