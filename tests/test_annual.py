@@ -580,6 +580,8 @@ def test_the_markdown_makes_labels_inert() -> None:
     assert row.count(" | ") - row.count("\\|") >= 1 and "\\|" in row  # the label's | escaped
     assert "| water | 4 L (2 of 9 runs) |" in text
     assert "| 2026-05 | 1 | 4.5 kg |" in text and "not measured" in text
+    december = next(line for line in text.splitlines() if line.startswith("| 2026-12 |"))
+    assert december.endswith("| 16.8 kg (16.8% of the budget) |")  # the year's burn
 
 
 class Tags(HTMLParser):

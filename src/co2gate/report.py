@@ -645,7 +645,11 @@ def annual_context(a: Annual, ledger: str) -> dict[str, Any]:
     """What report.md.j2 and report.html.j2 read: one budget year, from annual.summarise."""
     from co2gate.annual import ESTIMATED, MEASURED, UNKNOWN, kind_of
 
-    months = [_group(m, g) for m, g in a.by_month.items()]
+    months, burned = [], 0.0
+    for month, g in a.by_month.items():  # the year's burn: cumulative kg, against the budget
+        burned += g.emissions_kg
+        share = burned / a.annual_budget_kg if a.annual_budget_kg else None
+        months.append(_group(month, g) | {"cumulative_kg": burned, "cumulative_share": share})
     categories = [
         _group(name, g, a.category_kg[name])
         | {
