@@ -285,6 +285,16 @@ def test_a_refused_run_is_no_base_run_for_the_regression_rule() -> None:
     assert base_runs_kg(runs, "train", "main") == [2.0]
 
 
+def test_a_refusal_moves_no_projection_from_history() -> None:
+    from co2gate import estimate
+
+    runs = [entry(1, "train", 2.0, at(1)), entry(2, "train", 4.0, at(2))]
+    refused = entry(3, "train", 0.0, at(3), refused=True, projected_kg=3.0)
+    before = estimate.from_history(runs, "train")
+    after = estimate.from_history([*runs, refused], "train")
+    assert after.emissions_kg == before.emissions_kg == 3.0 and after.history == before.history
+
+
 def preflight_refused(co2gate: CliRun, in_repo: Path, *extra: str) -> Any:
     budget = BUDGET.replace("annual_budget_kg: 100", "annual_budget_kg: 1")
     (in_repo / ".github" / "carbon-budget.yml").write_text(budget + "limits: {training: 0.1}\n")
@@ -398,6 +408,19 @@ def test_bad_ledger_lines_are_skipped_with_a_warning(co2gate: CliRun, in_repo: P
     assert "skipped 5 invalid ledger line(s)" in result.stderr
     found = json.loads((in_repo / "co2gate-report" / "annual-2026.json").read_text())
     assert found["totals"]["location_based_scope2_kg"] == 3.0 and found["totals"]["runs"] == 2
+
+
+def test_a_hand_written_offset_counts_on_its_utc_day(co2gate: CliRun, in_repo: Path) -> None:
+    shard = in_repo / "ledger" / "2026" / "12.jsonl"
+    shard.parent.mkdir(parents=True)
+    late = entry(1, "a", 1.0, "2027-01-01T01:00:00+02:00")  # 2026-12-31 23:00 UTC
+    early = entry(2, "a", 2.0, "2026-12-31T23:30:00-05:00")  # 2027-01-01 04:30 UTC
+    shard.write_text(json.dumps(late) + "\n" + json.dumps(early) + "\n")
+    result = co2gate("report", "--year", "2026", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    found = json.loads((in_repo / "co2gate-report" / "annual-2026.json").read_text())
+    assert found["totals"]["location_based_scope2_kg"] == 1.0
+    assert found["by_month"][-1]["location_based_scope2_kg"] == 1.0
 
 
 def test_the_branch_ledger_is_read_through_the_api(
