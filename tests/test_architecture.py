@@ -42,6 +42,7 @@ def below_the_application() -> list[Path]:
     singles += ("uncertainty",)
     singles += ("metrics", "pareto")  # quality figures and the front of CO2e against them
     singles += ("nodes", "merge")  # a rank's identity; many nodes' files as one run
+    singles += ("annual",)  # the annual report's sums, from ledger entries
     return files + [SRC / f"{name}.py" for name in singles]
 
 

@@ -520,11 +520,17 @@ def test_preflight_refuses_a_run_that_would_break_the_allocation(
     assert "preflight: not started" in result.stderr and "300 g" in result.stderr
     assert "exceeds the 700 g training allocation" in result.stderr
     verdict = json.loads((in_repo / "co2gate-report" / "verdict.json").read_text())
-    assert verdict["verdict"] == "fail" and verdict["recorded"] is False
+    assert verdict["verdict"] == "fail" and verdict["recorded"] is True
     assert verdict["reasons"][0].startswith("preflight: ")
     assert verdict["run_kg"] == pytest.approx(0.3) and verdict["used_before_kg"] == 0.6
     assert not (in_repo / "co2gate-report" / "emissions.json").exists()
-    assert len(ledger_lines(in_repo)) == 2  # nothing ran, nothing recorded
+    # nothing ran: the refusal is recorded as a zero-kg entry marked refused
+    lines = [json.loads(line) for line in ledger_lines(in_repo)]
+    refusal = next(e for e in lines if e.get("refused"))
+    assert len(lines) == 3 and refusal["emissions_kg"] == 0 and refusal["energy_kwh"] == 0
+    assert refusal["label"] == "train" and refusal["category"] == "training"
+    assert refusal["projected_kg"] == pytest.approx(0.3)
+    assert "the refusal recorded" in result.stderr
 
 
 def test_preflight_refuses_a_run_over_the_per_run_limit(co2gate: CliRun, in_repo: Path) -> None:

@@ -137,7 +137,9 @@ def test_make_entry_from_a_ci_run() -> None:
     assert e["ended_at"] == "2025-06-02T08:01:01.200+00:00"
     line = to_line(e)
     assert "train.py" not in line and "note" not in line  # small: no command, no notes
-    assert len(line) < 400 and line.endswith("}\n") and line.count("\n") == 1
+    # small: its provenance for the annual report (energy per method, PUE, intensity source,
+    # embodied kg) adds about 170 characters
+    assert len(line) < 560 and line.endswith("}\n") and line.count("\n") == 1
 
 
 def test_make_entry_outside_ci() -> None:

@@ -754,6 +754,42 @@ def budget_command(budget_file: Path, as_json: bool) -> None:
     _finish(budget_standing(BudgetRequest(budget_file, as_json), os.environ, date.today()))
 
 
+@cli.command(name="report")
+@budget_file_option("The budget file, as it is in this checkout: its year start and ledger.")
+@click.option(
+    "--year",
+    type=click.IntRange(1970, 2099),
+    default=None,
+    help="The budget year that starts in this year (at the budget file's year_start). "
+    "Default: the budget year containing today.",
+)
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice(["md", "csv", "json", "html"]),
+    multiple=True,
+    help="A file to write, annual-YYYY.FORMAT; repeat for several. Default: md.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("co2gate-report"),
+    show_default=True,
+    help="Directory for the annual-YYYY.* files.",
+)
+def report_command(
+    budget_file: Path, year: int | None, formats: tuple[str, ...], out: Path
+) -> None:
+    """The budget year's usage from the ledger, for sustainability reporting: totals by
+    category, month and label, measured and estimated shares, SCI, energy, CO2e, water,
+    guard stops, preflight refusals, the largest runs and the data sources."""
+    from co2gate.app.report_year import Format, ReportRequest, annual_report
+
+    chosen = tuple(Format(f) for f in formats) or (Format.MD,)
+    request = ReportRequest(budget_file, year, chosen, out)
+    _finish(annual_report(request, os.environ, date.today()))
+
+
 @cli.command(name="estimate")
 @budget_file_option("The budget file, as it is in this checkout: its location, PUE and ledger.")
 @click.option(

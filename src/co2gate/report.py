@@ -9,7 +9,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, urlsplit
 
 import jinja2
@@ -22,6 +22,9 @@ from co2gate.intensity import Intensity
 from co2gate.measure.interface import Component, Method
 from co2gate.model import CiInfo, Gpu, Measurement, Sci
 from co2gate.pareto import Standing
+
+if TYPE_CHECKING:
+    from co2gate.annual import Annual
 
 
 def summary_lines(m: Measurement) -> list[str]:
@@ -648,3 +651,158 @@ def is_http_url(text: str) -> bool:
         return False
     web = parts.scheme.lower() in ("http", "https")
     return web and bool(parts.hostname) and text == text.strip()
+
+
+# ------------------------------------------------------------------------------ the annual report
+
+ANNUAL_TEMPLATES: Final = {"md": "report.md.j2", "html": "report.html.j2"}
+CHART_ROWS: Final = 12  # bars in a chart; the rest are summed into one "other" bar
+TABLE_ROWS: Final = 20  # labels listed in the report; the rest are one "other" row
+_BAR_H, _ROW_H, _NAME_W, _BAR_W = 18, 26, 150, 420  # the charts' geometry, in px
+
+
+@functools.cache
+def html_environment() -> jinja2.Environment:
+    """The annual report's HTML: autoescaped; the same figure filters as the Markdown."""
+    base = environment()
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        finalize=lambda value: "" if value is None else value,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=True,
+    )
+    env.filters.update(base.filters)
+    return env
+
+
+def _top(rows: list[dict[str, Any]], limit: int, what: str) -> list[dict[str, Any]]:
+    """The first `limit` rows, and the rest summed into one ("other N labels")."""
+    if len(rows) <= limit:
+        return rows
+    rest = rows[limit - 1 :]
+    other: dict[str, Any] = {"name": f"{len(rest):,} other {what}", "other": True}
+    other |= {"allocation_kg": None, "share": None, "water_l": None, "pue": None}
+    for key in ("kg", "kwh", "runs", "refused", "stopped"):
+        other[key] = sum(r[key] for r in rest)
+    return [*rows[: limit - 1], other]
+
+
+def _chart(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A horizontal bar chart of rows' kg: each bar's geometry, in px, for inline SVG."""
+    most = max((r["kg"] for r in rows), default=0.0)
+    bars = []
+    for i, r in enumerate(rows):
+        width = r["kg"] / most * _BAR_W if most > 0 else 0.0
+        bars.append(
+            {
+                "name": r["name"],
+                "kg": r["kg"],
+                "y": i * _ROW_H + 4,
+                "text_y": i * _ROW_H + 4 + _BAR_H - 4,
+                "width": round(max(width, 1.0) if r["kg"] > 0 else 0.0, 1),
+            }
+        )
+    return {
+        "bars": bars,
+        "height": len(rows) * _ROW_H + 8,
+        "width": _NAME_W + _BAR_W + 90,
+        "name_w": _NAME_W,
+        "bar_x": _NAME_W + 6,
+        "bar_h": _BAR_H,
+    }
+
+
+def _group(name: str, g: Any, kg: float | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "other": False,
+        "kg": g.emissions_kg if kg is None else kg,
+        "kwh": g.energy_kwh,
+        "runs": g.runs,
+        "refused": g.refused,
+        "stopped": g.stopped_by_guard,
+        "water_l": g.water,
+        "pue": g.pue,
+    }
+
+
+def annual_context(a: Annual, ledger: str) -> dict[str, Any]:
+    """What report.md.j2 and report.html.j2 read: one budget year, from annual.summarise."""
+    from co2gate.annual import ESTIMATED, MEASURED, UNKNOWN, kind_of
+
+    months, burned = [], 0.0
+    for month, g in a.by_month.items():  # the year's burn: cumulative kg, against the budget
+        burned += g.emissions_kg
+        share = burned / a.annual_budget_kg if a.annual_budget_kg else None
+        months.append(_group(month, g) | {"cumulative_kg": burned, "cumulative_share": share})
+    categories = [
+        _group(name, g, a.category_kg[name])
+        | {
+            "allocation_kg": a.allocations_kg.get(name),
+            "share": a.category_kg[name] / a.allocations_kg[name]
+            if a.allocations_kg.get(name)
+            else None,
+        }
+        for name, g in a.by_category.items()
+    ]
+    labels = [_group(name, g) for name, g in a.by_label.items()]
+    total = a.total
+    return {
+        "year": a.label,
+        "first_day": fmt.day(a.start),
+        "last_day": fmt.day(a.end - timedelta(days=1)),
+        "span": fmt.year(a.start, a.end),
+        "annual_budget_kg": a.annual_budget_kg,
+        "total": _group("all", total, a.total_kg)
+        | {
+            "facility_kwh": total.facility_energy_kwh,
+            "pue_coverage": total.pue_coverage,
+            "water_runs": total.water_runs,
+        },
+        "shares": {
+            "measured": a.share(MEASURED),
+            "estimated": a.share(ESTIMATED),
+            "unknown": a.share(UNKNOWN),
+        },
+        "methods": [
+            {
+                "method": name,
+                "kind": kind_of(name),
+                "kwh": kwh,
+                "share": kwh / total.energy_kwh if total.energy_kwh else None,
+            }
+            for name, kwh in a.by_method.items()
+        ],
+        "sci": a.sci(),
+        "months": months,
+        "categories": _top(categories, TABLE_ROWS, "categories"),
+        "labels": _top(labels, TABLE_ROWS, "labels"),
+        "label_count": len(labels),
+        "month_chart": _chart(months),
+        "category_chart": _chart(_top(categories, CHART_ROWS, "categories")),
+        "refusals": {"count": total.refused, "projected_kg": a.refusals_projected_kg},
+        "refused_labels": [r for r in labels if r["refused"]][:TABLE_ROWS],
+        "stopped_labels": [r for r in labels if r["stopped"]][:TABLE_ROWS],
+        "largest": [dict(r.__dict__) for r in a.largest],
+        "sources": [
+            {"source": s, "runs": n, "kg": kg} for s, (n, kg) in a.intensity_sources.items()
+        ][:TABLE_ROWS],
+        "codecarbon": [{"version": v, "runs": n} for v, n in a.codecarbon_versions.items()][
+            :TABLE_ROWS
+        ],
+        "ledger": ledger,
+        "version": __version__,
+    }
+
+
+def annual_text(a: Annual, ledger: str, form: str) -> str:
+    """The annual report as Markdown (`md`) or one self-contained HTML page (`html`)."""
+    name = ANNUAL_TEMPLATES[form]
+    env = html_environment() if form == "html" else environment()
+    try:
+        return env.get_template(name).render(annual_context(a, ledger))
+    except jinja2.TemplateError as e:
+        raise TemplateProblem(_template_error(name, e, None)) from e

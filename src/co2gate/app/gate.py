@@ -58,7 +58,11 @@ def base_runs_kg(
     if not base_ref:
         return []
     ref = f"refs/heads/{base_ref}"
-    same = [e for e in entries if e.get("label") == label and e.get("ref") == ref]
+    same = [
+        e
+        for e in entries
+        if e.get("label") == label and e.get("ref") == ref and e.get("refused") is not True
+    ]  # a run preflight refused never ran: it is no base run
     same.sort(key=lambda e: str(e.get("ended_at", "")))
     if unit is None:
         return [float(e["emissions_kg"]) for e in same]
@@ -300,7 +304,11 @@ def standing(budget: budgets.Budget, ledger: Ledger, today: date, top: int = 5) 
                 "used_kg": used,
                 "remaining_kg": allocation - used,
                 "share": used / allocation if allocation > 0 else None,
-                "runs": sum(1 for e in entries if e.get("category") == category),
+                "runs": sum(
+                    1
+                    for e in entries
+                    if e.get("category") == category and e.get("refused") is not True
+                ),
             }
         )
     heaviest = sorted(entries, key=lambda e: float(e["emissions_kg"]), reverse=True)[:top]

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from co2gate import budget as budgets
 from co2gate.app import Outcome, Say
@@ -74,7 +74,8 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
     check_templates(m.template_dir)
     out_dir = prepare_out_dir(m.out)
     if request.preflight:
-        refused = _preflight(budget, labels, out_dir, env, say)
+        record = not request.no_record and (ci is None or ci.get("event") in budget.ledger.count)
+        refused = _preflight(budget, labels, out_dir, env, say, ci, record=record)
         if refused is not None:
             return refused
     pauser = None
@@ -129,14 +130,22 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
 
 
 def _preflight(
-    budget: budgets.Budget, labels: RunLabels, out_dir: Path, env: Mapping[str, str], say: Say
+    budget: budgets.Budget,
+    labels: RunLabels,
+    out_dir: Path,
+    env: Mapping[str, str],
+    say: Say,
+    ci: Mapping[str, Any] | None,
+    *,
+    record: bool,
 ) -> Outcome | None:
     """run --preflight: an outcome (exit 1, verdict.json) when the label's history fails the
     gate, before the command starts; None to go on. No history, or a ledger that cannot be
-    read, is a note: the command runs."""
+    read, is a note: the command runs. With `record`, a refusal is recorded as a zero-kg
+    ledger entry marked `refused`, keyed by the run's `ci` block."""
     from co2gate import estimate, report
     from co2gate.app.gate import write_verdict
-    from co2gate.ledger.interface import LedgerError
+    from co2gate.ledger.interface import LedgerError, refusal_entry
 
     ledger, where = open_ledger(budget.ledger, env)
     if ledger.name == "branch":
@@ -159,8 +168,19 @@ def _preflight(
     refused = dataclasses.replace(
         decision, reasons=(report.preflight_reason(doc), *decision.reasons)
     )
-    path = write_verdict(out_dir, budgets.Gated(refused, recorded=False))
-    return Outcome(exit_code=1, files=[path], lines=[" ".join(refused.reasons), f"wrote {path}"])
+    said, recorded = [" ".join(refused.reasons)], False
+    if record:
+        try:
+            entry = refusal_entry(
+                ci, labels.label, labels.workload, datetime.now(timezone.utc), decision.run_kg
+            )
+            ledger.append(entry)  # False: this very refusal is there already
+            recorded = True
+            said.append(f"{where}: the refusal recorded (0 kg, refused)")
+        except LedgerError as e:  # the refusal stands; only its record is lost
+            said.append(f"{where}: the refusal not recorded: {e}")
+    path = write_verdict(out_dir, budgets.Gated(refused, recorded=recorded))
+    return Outcome(exit_code=1, files=[path], lines=[*said, f"wrote {path}"])
 
 
 TOKEN_LIFETIME = timedelta(hours=24)  # a job's GITHUB_TOKEN expires after 24 h

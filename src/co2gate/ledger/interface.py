@@ -155,6 +155,64 @@ def make_entry(m: Measurement, category: str) -> dict[str, Any]:
         entry["unit"] = m.unit or "requests"
     if m.metrics:  # its quality figures: the comment's front of CO2e against them
         entry["metrics"] = dict(m.metrics)
+    entry |= provenance(m)
+    entry["key"] = entry_key(entry)
+    return valid_entry(entry)
+
+
+def provenance(m: Measurement) -> dict[str, Any]:
+    """How a run's figures were obtained, for the annual report, in few characters (a line
+    stays small): its energy per method (kWh before PUE; parts without energy left out),
+    PUE, the intensity's source, SCI's embodied share, and `stopped_by_guard` when it was."""
+    by_method: dict[str, float] = {}
+    for part in ("cpu", "gpu", "ram"):
+        kwh, method = getattr(m.energy_kwh, part), getattr(m.methods, part).value
+        if kwh > 0:
+            by_method[method] = by_method.get(method, 0.0) + kwh
+    found: dict[str, Any] = {
+        "kwh_by_method": by_method,
+        "pue": m.pue,
+        "intensity_source": m.intensity_source,
+    }
+    if m.sci is not None:
+        found["embodied_kg"] = m.sci.embodied_kg
+    if m.run.stopped_by_guard:
+        found["stopped_by_guard"] = True
+    return found
+
+
+def refusal_entry(
+    ci: Mapping[str, Any] | None,
+    label: str,
+    category: str,
+    ended_at: datetime,
+    projected_kg: float,
+) -> dict[str, Any]:
+    """The ledger entry for a run `run --preflight` refused: zero kg, zero kWh, marked
+    `refused: true`, with the projection that refused it. Budget totals do not move; the
+    annual report counts it. Outside CI it is keyed by a fresh uuid, like a local run."""
+    import uuid
+
+    ci = ci or {}
+    entry: dict[str, Any] = {
+        "key": "",
+        "repository": ci.get("repository") or "local",
+        "run_id": ci.get("run_id") or uuid.uuid4().hex,
+        "run_attempt": ci.get("run_attempt") or "1",
+        "job": ci.get("job") or "local",
+        "label": label,
+        "category": category,
+        "emissions_kg": 0.0,
+        "energy_kwh": 0.0,
+        "duration_s": 0.0,
+        "ended_at": ended_at.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
+        "sha": ci.get("sha") or None,
+        "ref": ci.get("ref") or None,
+        "event": ci.get("event") or None,
+        "pr": ci.get("pr"),
+        "refused": True,
+        "projected_kg": projected_kg if math.isfinite(projected_kg) else None,
+    }
     entry["key"] = entry_key(entry)
     return valid_entry(entry)
 
