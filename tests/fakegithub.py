@@ -60,6 +60,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", _REPO + r"$", "get_repo"),
     ("GET", _REPO + r"/git/refs?/(?P<ref>heads/.+)$", "get_ref"),
     ("POST", _REPO + r"/git/refs$", "create_ref"),
+    ("PATCH", _REPO + r"/git/refs/(?P<ref>heads/.+)$", "update_ref"),
     ("POST", _REPO + r"/git/blobs$", "create_blob"),
     ("GET", _REPO + r"/git/blobs/(?P<sha>[^/]+)$", "get_blob"),
     ("POST", _REPO + r"/git/trees$", "create_tree"),
@@ -572,6 +573,31 @@ class FakeGitHub:
             return 422, {"message": "Reference already exists"}
         repo.refs[ref] = sha
         return 201, self._ref_json(repo, ref)
+
+    def _h_update_ref(self, req: Request) -> tuple[int, Any]:
+        """Move a branch; without force only forward (GitHub's compare-and-swap on refs)."""
+        repo, body = req.repo, req.body
+        assert repo is not None
+        ref, sha = "refs/" + req.params["ref"], body.get("sha", "")
+        if ref not in repo.refs:
+            return 422, {"message": "Reference does not exist"}
+        if sha not in repo.commits:
+            return 422, {"message": "Object does not exist"}
+        if not body.get("force") and not self._descends(repo, sha, repo.refs[ref]):
+            return 422, {"message": "Update is not a fast forward"}
+        repo.refs[ref] = sha
+        return 200, self._ref_json(repo, ref)
+
+    def _descends(self, repo: FakeRepo, sha: str, ancestor: str) -> bool:
+        seen, todo = set(), [sha]
+        while todo:
+            commit = todo.pop()
+            if commit == ancestor:
+                return True
+            if commit not in seen:
+                seen.add(commit)
+                todo.extend(repo.commits[commit]["parents"])
+        return False
 
     def _h_create_blob(self, req: Request) -> tuple[int, Any]:
         assert req.repo is not None

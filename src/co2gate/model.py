@@ -23,12 +23,14 @@ from co2gate.errors import InputError
 from co2gate.labels import UNITS
 from co2gate.measure.interface import Component, Method
 from co2gate.units import MAX_INTENSITY_G_PER_KWH, PUE_MAX, PUE_MIN
+from co2gate.water import MAX_SOURCE_L_PER_KWH, MAX_WUE_L_PER_KWH, Water
 
 SCHEMA: Final = "co2gate/emissions/v1"
 
 # Bounds from_json holds every field to; generous, so only a broken or hostile file fails.
 MAX_KWH: Final = 1e9  # a GWh: far beyond any CI job
 MAX_KG: Final = 1e9
+MAX_WATER_L: Final = 1e12  # MAX_KWH at the largest factors, with room
 MAX_W: Final = 1e9
 MAX_SECONDS: Final = 1e9  # about 31 years
 MAX_REQUESTS: Final = 10**15
@@ -372,6 +374,7 @@ class Measurement:
         return self.emissions_kg_range or (self.emissions_kg, self.emissions_kg)
 
     unit: str | None = None  # what `requests` counts (tokens, samples, steps); None: requests
+    water: Water | None = None  # None: no water factors were given ("not measured")
 
     def to_json(self) -> dict[str, Any]:
         """The emissions.json document, key for key as emissions.build has always written it."""
@@ -404,6 +407,9 @@ class Measurement:
             doc["emissions_kg_range"] = list(self.emissions_kg_range)
         if self.unit is not None:
             doc["unit"] = self.unit
+        if self.water is not None:
+            doc["water_l"] = self.water.water_l
+            doc["water"] = self.water.to_json()
         return doc
 
     @classmethod
@@ -682,6 +688,36 @@ class _Reader:
                 *doc.may("emissions_kg_range"), emissions_kg, MAX_KG
             ),
             unit=self.unit(*doc.may("unit")),
+            water=self.water(doc),
+        )
+
+    def water(self, doc: _Obj) -> Water | None:
+        """water_l and its block (parts, factors, source); both or neither."""
+        total, where = doc.may("water_l")
+        block = self.maybe_mapping(*doc.may("water"))
+        if total is None or total is _ABSENT:
+            if block is not None:
+                self.fail("water_l", "missing: the water block needs its total")
+            return None
+        if block is None:
+            self.fail("water", "missing: water_l needs its parts and source")
+        litres = self.number(total, where, 0.0, MAX_WATER_L)
+        onsite = self.maybe_number(*block.may("onsite_l"), 0.0, MAX_WATER_L)
+        offsite = self.maybe_number(*block.may("offsite_l"), 0.0, MAX_WATER_L)
+        if onsite is None and offsite is None:
+            self.fail("water", "has neither onsite_l nor offsite_l")
+        parts = (onsite or 0.0) + (offsite or 0.0)
+        if abs(litres - parts) > 1e-9 * max(1.0, litres):
+            self.fail(where, f"{_show(total)} is not onsite_l + offsite_l ({parts!r})")
+        return Water(
+            water_l=litres,
+            onsite_l=onsite,
+            offsite_l=offsite,
+            wue_l_per_kwh=self.maybe_number(*block.may("wue_l_per_kwh"), 0.0, MAX_WUE_L_PER_KWH),
+            source_water_l_per_kwh=self.maybe_number(
+                *block.may("source_water_l_per_kwh"), 0.0, MAX_SOURCE_L_PER_KWH
+            ),
+            source=self.text(*block.need("source"), MAX_TEXT, empty=False),
         )
 
     def unit(self, value: object, path: str) -> str | None:

@@ -27,6 +27,7 @@ from co2gate.measure.interface import Meter
 from co2gate.runner import MeterFactory, Supervisor
 from co2gate.sci import Embodied
 from co2gate.tokens import github_token
+from co2gate.water import WaterFactors
 
 if TYPE_CHECKING:
     from co2gate.model import Measurement
@@ -105,6 +106,7 @@ def measure_command(
     embodied: Embodied | None = None,
     notes: Sequence[str] = (),
     beside: Sequence[Callable[[], object]] = (),
+    water: WaterFactors | None = None,
 ) -> Measured:
     """Run argv under every energy source present and write emissions.json and emissions.csv.
 
@@ -135,6 +137,7 @@ def measure_command(
             ci=ci,
             embodied=embodied,
             notes=notes,
+            water=water,
         )
         files: tuple[Path, ...] = ()
         lost = None
@@ -174,6 +177,7 @@ def measure(request: MeasureRequest, env: Mapping[str, str], say: Say) -> Outcom
         say=say,
         embodied=budget.embodied if budget else None,
         notes=notes,
+        water=budget.water if budget else None,
         beside=[functools.partial(warm_report, request.template_dir)],
     )
     outcome = measured.outcome()

@@ -74,6 +74,7 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
             watch=watch,
             say=say,
             embodied=budget.embodied,
+            water=budget.water,
             beside=[functools.partial(warm_report, m.template_dir)],
         )
         from co2gate.app.gate import Cancellable, gate_into, should_record  # after the command
