@@ -355,8 +355,9 @@ def test_the_comment_shows_the_litres_and_their_source(tmp_path: Path) -> None:
     gated = gate.gate(m, b, FileLedger(tmp_path / "l"), record=False)
     text = report.render("comment.md.j2", report.context(m, gated, b))
     assert (
-        "**11 L of water** = 3.6 L on site (2 kWh × WUE 1.8 L/kWh) + 7.44 L off site, "
-        "generating the power (2 kWh × PUE 1.2 × 3.1 L/kWh); factors: provider report." in text
+        "**11 L of water** = 3.6 L on site (2 kWh x WUE 1.8 L/kWh) + 7.44 L off site, "
+        "generating the power (2 kWh x PUE 1.2 x 3.1 L/kWh); factors: provider report."
+        in text.replace("\N{MULTIPLICATION SIGN}", "x")
     )
     assert "11 L of the 100 L water budget" in text
     summary = report.render("summary.md.j2", report.context(m, gated, b))

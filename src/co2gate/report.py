@@ -72,10 +72,10 @@ def standing_lines(standing: Mapping[str, Any]) -> list[str]:
         )
     lines += ["", f"at this year's pace (constant since {fmt.day(start)}):"]
     lines += [f"  {c['category']}: {burndown_sentence(c)}" for c in standing["categories"]]
-    if standing.get("water_used_l") is not None:
-        most = standing.get("water_budget_l")
-        of = f" of the {fmt.water(most)} water budget ({fmt.pct(standing['water_used_l'] / most)})"
-        lines += ["", f"water: {fmt.water(standing['water_used_l'])} used{of if most else ''}"]
+    used_l, most = standing.get("water_used_l"), standing.get("water_budget_l")
+    if used_l is not None:
+        of = f" of the {fmt.water(most)} water budget ({fmt.pct(used_l / most)})" if most else ""
+        lines += ["", f"water: {fmt.water(used_l)} used this budget year{of}"]
     if standing["top_runs"]:
         lines += ["", "runs that used the most:"]
         lines += [
