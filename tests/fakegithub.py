@@ -5,7 +5,8 @@ retry=None, seconds_between_requests=None, seconds_between_writes=None)`. It run
 background thread of the test process; other processes reach it through its URL.
 
 Git data is modelled for real: blobs (git's own sha), trees (flat path -> blob maps), commits
-with parents, refs. The Contents API checks shas the way GitHub does: a stale sha is a 409,
+with parents, refs; a ref update without `force` moves only forward (422 "Update is not a fast
+forward" otherwise), GitHub's compare-and-swap. The Contents API checks shas the way GitHub does: a stale sha is a 409,
 a missing sha on an existing file a 422, files over 1 MB come back with encoding "none".
 
 Issue comments are modelled per pull request number (any number is a pull request here):

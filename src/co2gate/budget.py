@@ -1133,6 +1133,10 @@ location:
   cloud: null                 # instead of country: "aws:us-east-1", "gcp:us-central1", ...
   intensity: null             # gCO2e/kWh: overrides the location
   pue: 1.0                    # data-centre Power Usage Effectiveness, >= 1
+  # wue_l_per_kwh: null       # optional water: on-site litres per kWh of IT energy (WUE)
+  # source_water_l_per_kwh: null  # optional: litres consumed generating a kWh (x PUE)
+  # water_source: null        # where those two figures come from; co2gate has no default
+# water_budget_l: null        # optional: litres of water a budget year may use, gated like CO2e
 
 ledger:                       # where each year's usage is recorded
   backend: branch             # branch (a data branch, through the GitHub API) | file | none
