@@ -400,3 +400,13 @@ def test_run_writes_litres_everywhere_and_gates_on_them(co2gate: CliRun, tmp_pat
     assert verdict["verdict"] == "fail" and verdict["water_run_l"] == doc["water_l"]
     assert any("water budget" in r for r in verdict["reasons"])
     assert "of water" in (out / "report.md").read_text()
+
+
+def test_a_hostile_water_source_is_inert_in_the_comment(tmp_path: Path) -> None:
+    hostile = "[click](https://evil.example) <img src=x onerror=alert(1)> @everyone **bold**"
+    doc = record(**(WATER | {"water": dict(WATER["water"], source=hostile)}))
+    m = Measurement.from_json(doc, "artifact/emissions.json")  # a fork's artifact
+    text = report.render("comment.md.j2", report.context(m))
+    line = next(x for x in text.splitlines() if "of water" in x)
+    assert "[click](" not in line and "<img" not in line and "**bold**" not in line, line
+    assert "@everyone" not in line, line

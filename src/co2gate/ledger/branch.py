@@ -54,6 +54,8 @@ README = """# co2gate ledger
 This branch is written by co2gate, the carbon budget gate of this repository's CI.
 Each file `YYYY/MM.jsonl` holds one JSON object per line: one gated CI run, its energy
 (kWh) and emissions (kg CO2e), keyed by `repository/run_id/run_attempt/job/label`.
+Each file `badges/<category>.json` is a shields.io endpoint for that category's year
+(used / allocation), written in the same commit as the entry it counts.
 The branch shares no history with the code: do not merge it, and do not delete it
 unless you mean to reset the year's usage.
 """
