@@ -6,8 +6,9 @@ background thread of the test process; other processes reach it through its URL.
 
 Git data is modelled for real: blobs (git's own sha), trees (flat path -> blob maps), commits
 with parents, refs; a ref update without `force` moves only forward (422 "Update is not a fast
-forward" otherwise), GitHub's compare-and-swap. The Contents API checks shas the way GitHub does: a stale sha is a 409,
-a missing sha on an existing file a 422, files over 1 MB come back with encoding "none".
+forward" otherwise), GitHub's compare-and-swap. The Contents API checks shas the way GitHub
+does: a stale sha is a 409, a missing sha on an existing file a 422, files over 1 MB come back
+with encoding "none".
 
 Issue comments are modelled per pull request number (any number is a pull request here):
 listing pages like GitHub (`per_page` up to 100, an RFC 5988 `Link` header), create, edit
