@@ -369,7 +369,10 @@ def test_the_comment_shows_the_litres_and_their_source(tmp_path: Path) -> None:
 # -- end to end --------------------------------------------------------------------------------
 
 
-def test_run_writes_litres_everywhere_and_gates_on_them(co2gate: CliRun, tmp_path: Path) -> None:
+def test_run_writes_litres_everywhere_and_gates_on_them(
+    co2gate: CliRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the budget's file ledger, `ledger`, is relative to it
     budget = tmp_path / "budget.yml"
     budget.write_text(
         BASE + "location: {intensity: 1, pue: 1.5, wue_l_per_kwh: 20, source_water_l_per_kwh: 100,"
@@ -400,6 +403,11 @@ def test_run_writes_litres_everywhere_and_gates_on_them(co2gate: CliRun, tmp_pat
     assert verdict["verdict"] == "fail" and verdict["water_run_l"] == doc["water_l"]
     assert any("water budget" in r for r in verdict["reasons"])
     assert "of water" in (out / "report.md").read_text()
+    ledger = tmp_path / "ledger"
+    (entry,) = [json.loads(x) for f in ledger.rglob("*.jsonl") for x in f.read_text().splitlines()]
+    assert entry["water_l"] == doc["water_l"]
+    badge = json.loads((ledger / "badges" / "training.json").read_text())
+    assert badge["label"] == "CO2e training" and badge["color"] == "green"
 
 
 def test_a_hostile_water_source_is_inert_in_the_comment(tmp_path: Path) -> None:
