@@ -5,8 +5,10 @@ retry=None, seconds_between_requests=None, seconds_between_writes=None)`. It run
 background thread of the test process; other processes reach it through its URL.
 
 Git data is modelled for real: blobs (git's own sha), trees (flat path -> blob maps), commits
-with parents, refs. The Contents API checks shas the way GitHub does: a stale sha is a 409,
-a missing sha on an existing file a 422, files over 1 MB come back with encoding "none".
+with parents, refs; a ref update without `force` moves only forward (422 "Update is not a fast
+forward" otherwise), GitHub's compare-and-swap. The Contents API checks shas the way GitHub
+does: a stale sha is a 409, a missing sha on an existing file a 422, files over 1 MB come back
+with encoding "none".
 
 Issue comments are modelled per pull request number (any number is a pull request here):
 listing pages like GitHub (`per_page` up to 100, an RFC 5988 `Link` header), create, edit
@@ -60,6 +62,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", _REPO + r"$", "get_repo"),
     ("GET", _REPO + r"/git/refs?/(?P<ref>heads/.+)$", "get_ref"),
     ("POST", _REPO + r"/git/refs$", "create_ref"),
+    ("PATCH", _REPO + r"/git/refs/(?P<ref>heads/.+)$", "update_ref"),
     ("POST", _REPO + r"/git/blobs$", "create_blob"),
     ("GET", _REPO + r"/git/blobs/(?P<sha>[^/]+)$", "get_blob"),
     ("POST", _REPO + r"/git/trees$", "create_tree"),
@@ -572,6 +575,31 @@ class FakeGitHub:
             return 422, {"message": "Reference already exists"}
         repo.refs[ref] = sha
         return 201, self._ref_json(repo, ref)
+
+    def _h_update_ref(self, req: Request) -> tuple[int, Any]:
+        """Move a branch; without force only forward (GitHub's compare-and-swap on refs)."""
+        repo, body = req.repo, req.body
+        assert repo is not None
+        ref, sha = "refs/" + req.params["ref"], body.get("sha", "")
+        if ref not in repo.refs:
+            return 422, {"message": "Reference does not exist"}
+        if sha not in repo.commits:
+            return 422, {"message": "Object does not exist"}
+        if not body.get("force") and not self._descends(repo, sha, repo.refs[ref]):
+            return 422, {"message": "Update is not a fast forward"}
+        repo.refs[ref] = sha
+        return 200, self._ref_json(repo, ref)
+
+    def _descends(self, repo: FakeRepo, sha: str, ancestor: str) -> bool:
+        seen, todo = set(), [sha]
+        while todo:
+            commit = todo.pop()
+            if commit == ancestor:
+                return True
+            if commit not in seen:
+                seen.add(commit)
+                todo.extend(repo.commits[commit]["parents"])
+        return False
 
     def _h_create_blob(self, req: Request) -> tuple[int, Any]:
         assert req.repo is not None

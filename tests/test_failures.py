@@ -430,7 +430,8 @@ MULTI_LINE_422 = {
 
 def test_a_multi_line_422_from_the_ledger_is_one_line(co2gate: CliRun, step: Step) -> None:
     step.budget()
-    step.fake.inject("PUT", r"/contents/", status=422, body=MULTI_LINE_422, times=10)
+    # The entry and its badges are one commit: its tree is where the write is refused.
+    step.fake.inject("POST", r"/git/trees$", status=422, body=MULTI_LINE_422, times=10)
     result = co2gate("run", "--no-comment", "--", PY, "-c", "pass", env=actions_env(step))
     no_traceback(result.stderr)
     assert result.returncode == 2  # passed, but not recorded

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     import yaml
     from yaml.nodes import MappingNode, Node
 
-from co2gate import fmt, intensity, metrics, regression
+from co2gate import fmt, intensity, metrics, regression, water
+from co2gate.burndown import Burndown
 from co2gate.errors import InputError
 from co2gate.grid.signal import IntensityConfig, ProviderName, Signal
 from co2gate.pareto import Better, Standing
@@ -45,6 +46,7 @@ __all__ = [
     "allocation_kg",
     "budget_year",
     "decide",
+    "decide_water",
     "load",
     "parse",
     "run_limit_kg",
@@ -150,6 +152,8 @@ class Budget:
     embodied: Embodied = field(default_factory=Embodied)  # SCI's hardware figures
     intensity: IntensityConfig = field(default_factory=IntensityConfig)  # a live grid signal
     source: str = DEFAULT_FILE
+    water: water.WaterFactors = field(default_factory=water.WaterFactors)  # location's factors
+    water_budget_l: float | None = None  # litres per budget year, all categories together
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,24 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class WaterGate:
+    """The year's water against water_budget_l, this run included when it has a figure."""
+
+    budget_l: float
+    used_before_l: float
+    run_l: float | None  # None: the run has no water figure
+    after_l: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "water_budget_l": self.budget_l,
+            "water_used_before_l": self.used_before_l,
+            "water_run_l": self.run_l,
+            "water_after_l": self.after_l,
+        }
+
+
+@dataclass(frozen=True)
 class CategoryUsage:
     """One budget category this year, for the report's usage bars."""
 
@@ -212,11 +234,19 @@ class Gated:
     record_failed: bool = False  # it should have been recorded and the ledger refused
     run_kg_range: tuple[float, float] | None = None  # the run's ~90% interval [low, high]
     quality: Standing | None = None  # the run against its label's history on (CO2e, metric)
+    burndown: Burndown | None = None  # the run's category at this year's pace
+    water: WaterGate | None = None  # the water budget's standing (water_budget_l set)
 
     def to_json(self) -> dict[str, Any]:
-        """verdict.json: the decision, the run's range, whether it is recorded, and notes."""
+        """verdict.json: the decision, the burn-down and water standing, the run's range,
+        whether it is recorded, and notes."""
         low, high = self.run_kg_range or (self.decision.run_kg, self.decision.run_kg)
-        return self.decision.to_json() | {
+        doc = self.decision.to_json()
+        if self.burndown is not None:
+            doc |= self.burndown.to_json()
+        if self.water is not None:
+            doc |= self.water.to_json()
+        return doc | {
             "emissions_kg_range": [low, high],
             "recorded": self.recorded,
             "notes": list(self.notes),
@@ -532,8 +562,52 @@ def _limits(value: object, allocations: Mapping[str, float]) -> Mapping[str, flo
     return MappingProxyType(limits)
 
 
+_WATER_KEYS: Final = ("wue_l_per_kwh", "source_water_l_per_kwh", "water_source")
+
+
+def _water(value: object, source: str) -> water.WaterFactors:
+    """location's water factors: none given, no water figure (co2gate has no default)."""
+    raw = value if isinstance(value, dict) else {}
+    factors = {}
+    for key, most in (
+        ("wue_l_per_kwh", water.MAX_WUE_L_PER_KWH),
+        ("source_water_l_per_kwh", water.MAX_SOURCE_L_PER_KWH),
+    ):
+        if raw.get(key) is not None:
+            want = f"a number from 0 to {most:g} (litres per kWh)"
+            number = _number(raw[key], f"location.{key}", want)
+            if not 0 <= number <= most:
+                _fail(f"location.{key}", f"must be {want}, got {_show(raw[key])}")
+            factors[key] = number
+    given = raw.get("water_source")
+    if given is not None:
+        text = " ".join(_text(given, "location.water_source").split())
+        if len(text) > water.MAX_SOURCE_TEXT:
+            _fail("location.water_source", f"is longer than {water.MAX_SOURCE_TEXT} characters")
+        if not factors:
+            _fail("location.water_source", "names the source of water factors that are not set")
+    else:
+        text = f"set in {source} without a water_source"
+    return water.WaterFactors(**factors, source=text) if factors else water.WaterFactors()
+
+
+def _water_budget(value: object, factors: water.WaterFactors) -> float | None:
+    if value is None:
+        return None
+    litres = _positive(value, "water_budget_l")
+    if not factors.configured:
+        _fail(
+            "water_budget_l",
+            "needs location.wue_l_per_kwh or location.source_water_l_per_kwh: without them "
+            "no run has a water figure",
+        )
+    return litres
+
+
 def _location(value: object) -> intensity.Location:
-    raw = _section(value, "location", ("country", "region", "cloud", "intensity", "pue"))
+    raw = _section(
+        value, "location", ("country", "region", "cloud", "intensity", "pue", *_WATER_KEYS)
+    )
 
     def text(key: str) -> str | None:
         return None if raw.get(key) is None else _text(raw[key], f"location.{key}")
@@ -691,6 +765,7 @@ _TOP_KEYS: Final = (
     "ledger",
     "embodied",
     "intensity",
+    "water_budget_l",
 )
 
 
@@ -730,6 +805,8 @@ def _budget(doc: Mapping[Any, Any], source: str) -> Budget:
     warn_at = top.get("warn_at")
     on_exceed = top.get("on_exceed")
     gate_on = top.get("gate_on")
+    location = _location(top.get("location"))
+    factors = _water(top.get("location"), source)
     return Budget(
         version=version,
         annual_budget_kg=_positive(top["annual_budget_kg"], "annual_budget_kg"),
@@ -748,11 +825,13 @@ def _budget(doc: Mapping[Any, Any], source: str) -> Budget:
         inference_requests_per_year=_optional_positive(
             inference.get("requests_per_year"), "inference.requests_per_year"
         ),
-        location=_location(top.get("location")),
+        location=location,
         ledger=_ledger(top.get("ledger")),
         embodied=_embodied(top.get("embodied")),
         intensity=_grid(top.get("intensity"), top.get("location")),
         source=source,
+        water=factors,
+        water_budget_l=_water_budget(top.get("water_budget_l"), factors),
     )
 
 
@@ -1098,6 +1177,41 @@ def decide(
     )
 
 
+def decide_water(
+    budget: Budget, decision: Decision, used_before_l: float, run_l: float | None
+) -> tuple[Decision, WaterGate | None]:
+    """The decision with the water budget's rule applied (gated like carbon: over
+    water_budget_l fails, from warn_at of it warns), and the water's standing; unchanged
+    without a water_budget_l."""
+    most = budget.water_budget_l
+    if most is None:
+        return decision, None
+    _check_inputs(used_before_l=used_before_l, run_l=run_l)
+    after = used_before_l + (run_l or 0.0)
+    standing = WaterGate(most, used_before_l, run_l, after)
+    share = fmt.pct(after / most)
+    this = "this run has no water figure" if run_l is None else f"this run's {fmt.water(run_l)}"
+    reasons = [
+        f"Water this budget year: {fmt.water(used_before_l)} before this run, {this}: "
+        f"{fmt.water(after)} of the {fmt.water(most)} water budget ({share})."
+    ]
+    verdict = decision.verdict
+    if after > most:
+        reasons.append(f"That exceeds the {fmt.water(most)} water budget.")
+        if budget.on_exceed is OnExceed.WARN:
+            verdict = worst((verdict, Verdict.WARN))
+            reasons.append("on_exceed: warn let the water through: the check warns.")
+        else:
+            verdict = Verdict.FAIL
+    elif after >= budget.warn_at * most:
+        verdict = worst((verdict, Verdict.WARN))
+        reasons.append(
+            f"That reaches the {fmt.pct(budget.warn_at)} water warning level "
+            f"({fmt.water(budget.warn_at * most)})."
+        )
+    return replace(decision, verdict=verdict, reasons=(*decision.reasons, *reasons)), standing
+
+
 STARTER: Final = """\
 # co2gate carbon budget: how much CO2e this repository's CI may emit in a year.
 # Read from the base branch on pull requests, so a PR cannot raise its own budget.
@@ -1134,6 +1248,10 @@ location:
   cloud: null                 # instead of country: "aws:us-east-1", "gcp:us-central1", ...
   intensity: null             # gCO2e/kWh: overrides the location
   pue: 1.0                    # data-centre Power Usage Effectiveness, >= 1
+  # wue_l_per_kwh: null       # optional water: on-site litres per kWh of IT energy (WUE)
+  # source_water_l_per_kwh: null  # optional: litres consumed generating a kWh (x PUE)
+  # water_source: null        # where those two figures come from; co2gate has no default
+# water_budget_l: null        # optional: litres of water a budget year may use, gated like CO2e
 
 ledger:                       # where each year's usage is recorded
   backend: branch             # branch (a data branch, through the GitHub API) | file | none

@@ -36,6 +36,7 @@ from co2gate.model import (
 from co2gate.runner import ChildResult, MeterOutcome
 from co2gate.sci import Embodied, sci
 from co2gate.tokens import mask
+from co2gate.water import WaterFactors, litres
 
 MAX_FILE_BYTES: Final = 32 * 1024 * 1024  # a measurement file larger than this is refused
 _NO_COORDINATES: Any = None  # as codecarbon's offline tracker writes them: empty cells
@@ -69,6 +70,7 @@ def build(
     embodied: Embodied | None = None,
     notes: Sequence[str] = (),
     node: Node | None = None,
+    water: WaterFactors | None = None,
 ) -> Measurement:
     """The measurement of one run (`.to_json()`: its emissions.json); `embodied` feeds SCI;
     `node`: which machine and rank measured it (nodes.read).
@@ -172,7 +174,11 @@ def build(
         emissions_kg_range=uncertainty.emissions_bounds(span_total, pue, intensity.g_per_kwh),
         node=node,
     )
-    return dataclasses.replace(measurement, sci=sci(measurement, embodied or Embodied()))
+    return dataclasses.replace(
+        measurement,
+        sci=sci(measurement, embodied or Embodied()),
+        water=litres(total, pue, water) if water else None,
+    )
 
 
 def _to_ms(moment: datetime) -> datetime:
@@ -249,7 +255,7 @@ def csv_row(m: Measurement) -> dict[str, Any]:
         gpu_energy=energy.gpu * pue,
         ram_energy=energy.ram * pue,
         energy_consumed=energy.total * pue,
-        water_consumed=0.0,
+        water_consumed=m.water.water_l if m.water else 0.0,
         country_name=location["country_name"],
         country_iso_code=location["country_iso_code"],
         region=location["region"],
@@ -272,7 +278,7 @@ def csv_row(m: Measurement) -> dict[str, Any]:
         ram_used_gb=host.get("ram_used_gb", 0.0),
         on_cloud="Y" if location["cloud_provider"] else "N",
         pue=pue,
-        wue=0.0,
+        wue=(m.water.wue_l_per_kwh or 0.0) if m.water else 0.0,
     )
     return dict(data.values)
 

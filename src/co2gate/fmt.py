@@ -16,6 +16,7 @@ _MASS = (("t", 3), ("kg", 0), ("g", -3), ("mg", -6))
 _ENERGY = (("MWh", 3), ("kWh", 0), ("Wh", -3), ("mWh", -6))
 _POWER = (("kW", 3), ("W", 0), ("mW", -3))
 _DISTANCE = (("km", 0), ("m", -3))
+_VOLUME = (("m³", 3), ("L", 0), ("mL", -3))
 
 
 def _figures(x: float) -> Decimal:
@@ -58,6 +59,11 @@ def mass_range(low_kg: float, high_kg: float) -> str:
 def energy(kwh: float) -> str:
     """Energy as mWh, Wh, kWh or MWh: 78.8 mWh, 289 MWh."""
     return _scaled(kwh, _ENERGY)
+
+
+def water(litres: float) -> str:
+    """Water as mL, L or m³ (1,000 L): 850 mL, 4.2 L, 1.5 m³."""
+    return _scaled(litres, _VOLUME)
 
 
 def power(w: float | None) -> str:

@@ -24,12 +24,14 @@ from co2gate.errors import InputError
 from co2gate.labels import UNITS
 from co2gate.measure.interface import Component, Method
 from co2gate.units import MAX_INTENSITY_G_PER_KWH, PUE_MAX, PUE_MIN
+from co2gate.water import MAX_SOURCE_L_PER_KWH, MAX_WUE_L_PER_KWH, Water
 
 SCHEMA: Final = "co2gate/emissions/v1"
 
 # Bounds from_json holds every field to; generous, so only a broken or hostile file fails.
 MAX_KWH: Final = 1e9  # a GWh: far beyond any CI job
 MAX_KG: Final = 1e9
+MAX_WATER_L: Final = 1e12  # MAX_KWH at the largest factors, with room
 MAX_W: Final = 1e9
 MAX_SECONDS: Final = 1e9  # about 31 years
 MAX_REQUESTS: Final = 10**15
@@ -485,6 +487,7 @@ class Measurement:
     grid: GridPricing | None = None  # a live provider priced the run (intensity: in the budget)
     node: Node | None = None  # None: a file from before co2gate wrote it
     nodes: tuple[NodeShare, ...] = ()  # a merged run's machines (merge.py); () otherwise
+    water: Water | None = None  # None: no water factors were given ("not measured")
 
     def to_json(self) -> dict[str, Any]:
         """The emissions.json document, key for key as emissions.build has always written it."""
@@ -532,6 +535,9 @@ class Measurement:
             doc["node"] = self.node.to_json()
         if self.nodes:
             doc["nodes"] = [n.to_json() for n in self.nodes]
+        if self.water is not None:
+            doc["water_l"] = self.water.water_l
+            doc["water"] = self.water.to_json()
         return doc
 
     @classmethod
@@ -814,6 +820,36 @@ class _Reader:
             grid=self.grid(doc),
             node=self.node(*doc.may("node")),
             nodes=self.nodes(*doc.may("nodes")),
+            water=self.water(doc),
+        )
+
+    def water(self, doc: _Obj) -> Water | None:
+        """water_l and its block (parts, factors, source); both or neither."""
+        total, where = doc.may("water_l")
+        block = self.maybe_mapping(*doc.may("water"))
+        if total is None or total is _ABSENT:
+            if block is not None:
+                self.fail("water_l", "missing: the water block needs its total")
+            return None
+        if block is None:
+            self.fail("water", "missing: water_l needs its parts and source")
+        litres = self.number(total, where, 0.0, MAX_WATER_L)
+        onsite = self.maybe_number(*block.may("onsite_l"), 0.0, MAX_WATER_L)
+        offsite = self.maybe_number(*block.may("offsite_l"), 0.0, MAX_WATER_L)
+        if onsite is None and offsite is None:
+            self.fail("water", "has neither onsite_l nor offsite_l")
+        parts = (onsite or 0.0) + (offsite or 0.0)
+        if abs(litres - parts) > 1e-9 * max(1.0, litres):
+            self.fail(where, f"{_show(total)} is not onsite_l + offsite_l ({parts!r})")
+        return Water(
+            water_l=litres,
+            onsite_l=onsite,
+            offsite_l=offsite,
+            wue_l_per_kwh=self.maybe_number(*block.may("wue_l_per_kwh"), 0.0, MAX_WUE_L_PER_KWH),
+            source_water_l_per_kwh=self.maybe_number(
+                *block.may("source_water_l_per_kwh"), 0.0, MAX_SOURCE_L_PER_KWH
+            ),
+            source=self.text(*block.need("source"), MAX_TEXT, empty=False),
         )
 
     def pattern(self, value: object, path: str, shape: re.Pattern[str], what: str) -> str | None:

@@ -22,6 +22,7 @@ from co2gate.intensity import Intensity
 from co2gate.measure.interface import Component, Method
 from co2gate.model import CiInfo, Gpu, Measurement, Sci
 from co2gate.pareto import Standing
+from co2gate.water import Water
 
 if TYPE_CHECKING:
     from co2gate.annual import Annual
@@ -81,6 +82,12 @@ def standing_lines(standing: Mapping[str, Any]) -> list[str]:
             f"{c['category']:<16}{fmt.mass(c['allocation_kg']):>12}{fmt.mass(c['used_kg']):>12}"
             f"{fmt.mass(c['remaining_kg']):>12}{fmt.pct(c['share']):>8}{c['runs']:>6}"
         )
+    lines += ["", f"at this year's pace (constant since {fmt.day(start)}):"]
+    lines += [f"  {c['category']}: {burndown_sentence(c)}" for c in standing["categories"]]
+    used_l, most = standing.get("water_used_l"), standing.get("water_budget_l")
+    if used_l is not None:
+        of = f" of the {fmt.water(most)} water budget ({fmt.pct(used_l / most)})" if most else ""
+        lines += ["", f"water: {fmt.water(used_l)} used this budget year{of}"]
     if standing["top_runs"]:
         lines += ["", "runs that used the most:"]
         lines += [
@@ -89,6 +96,22 @@ def standing_lines(standing: Mapping[str, Any]) -> list[str]:
             for r in standing["top_runs"]
         ]
     return lines
+
+
+def burndown_sentence(c: Mapping[str, Any]) -> str:
+    """A category's forecast (burndown.Burndown.to_json() keys) as one sentence."""
+    pace = c["pace_kg_per_day"]
+    if not pace:
+        return "nothing used yet: no run-out date"
+    per_day = f"{fmt.mass(pace)} a day"
+    out = c["runs_out_on"]
+    if c["used_kg"] >= c["allocation_kg"]:
+        return f"{per_day}: the allocation is spent"
+    if out is None:
+        return f"{per_day}: the allocation lasts for years"
+    if c["runs_out_before_year_end"]:
+        return f"warning: {per_day}: the allocation runs out on {out}, before the budget year ends"
+    return f"{per_day}: the allocation lasts the year (it would run out on {out})"
 
 
 def _history_sentence(doc: Mapping[str, Any]) -> str:
@@ -285,6 +308,7 @@ def context(
         ],
         "requests": _per_request(m.requests, m.emissions_kg, energy, budget, gated),
         "sci": _sci(m.sci),
+        "water": _water(m.water),
         "verdict": _verdict(gated, budget) if gated and budget else None,
         "notes": [*m.notes, *(gated.notes if gated else ())],
         "ci": _ci(m.ci),
@@ -316,6 +340,11 @@ def _part(m: Measurement, component: Component) -> dict[str, Any]:
         "measured": method.is_measured or method is Method.NONE,
         "about": ABOUT[method],
     }
+
+
+def _water(block: Water | None) -> dict[str, Any] | None:
+    """The run's litres, their parts and factors; None: no water factors were given."""
+    return None if block is None else {"water_l": block.water_l} | block.to_json()
 
 
 def _sci(block: Sci | None) -> dict[str, Any] | None:
@@ -448,6 +477,11 @@ def _verdict(gated: Gated, budget: Budget) -> dict[str, Any]:
         ],
         "burn": burn,
         "quality": _quality(gated.quality),
+        "burndown": None
+        if gated.burndown is None
+        else gated.burndown.to_json()
+        | {"used_kg": gated.burndown.used_kg, "spent": d.after_kg >= d.allocation_kg},
+        "water": gated.water.to_json() if gated.water else None,
     }
 
 
@@ -557,6 +591,7 @@ def environment(template_dir: Path | None = None) -> jinja2.Environment:
         code=code,
         num=num,
         km=lambda km: Markup(fmt.distance(km)),
+        litres=lambda litres: Markup(fmt.water(litres)),
         count=lambda n: Markup(fmt.count(n)),
         duration=lambda seconds: Markup(fmt.duration(seconds)),
         mermaid=mermaid,

@@ -12,7 +12,13 @@ from types import MappingProxyType
 from co2gate import budget as budgets
 from co2gate import emissions, merge, metrics
 from co2gate.app import Outcome
-from co2gate.app.gate import Cancellable, gate_into, should_record, verdict_document
+from co2gate.app.gate import (
+    Cancellable,
+    gate_into,
+    should_record,
+    verdict_document,
+    with_water,
+)
 from co2gate.app.inputs import (
     check_templates,
     check_workload,
@@ -89,6 +95,7 @@ def check(request: CheckRequest, env: Mapping[str, str]) -> Outcome:
     if measured is not None:
         adopted = companion.priced(companion.adopt(measured, read, env), budget, checked)
         gating = [(a.measurement, [*notes, *a.notes]) for a in adopted]
+    gating = [(with_water(m, budget), m_notes) for m, m_notes in gating]
     outcome = Outcome()
     with AfterCommand() as after:  # a cancelled job still gets its verdicts and report
         opened, where = open_ledger(budget.ledger, env)

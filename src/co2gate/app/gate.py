@@ -7,17 +7,25 @@ import json
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from datetime import date
+from dataclasses import replace
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from co2gate import badge, burndown, pareto, regression, water
 from co2gate import budget as budgets
-from co2gate import pareto, regression
 from co2gate.app import Outcome
 from co2gate.budget import CategoryUsage, Gated
 from co2gate.emissions import write_atomic
 from co2gate.github.context import BASE_COMMIT_EVENTS
-from co2gate.ledger.interface import Ledger, LedgerError, LedgerReadOnly, entry_key, make_entry
+from co2gate.ledger.interface import (
+    Beside,
+    Ledger,
+    LedgerError,
+    LedgerReadOnly,
+    entry_key,
+    make_entry,
+)
 from co2gate.model import CiInfo, Measurement
 from co2gate.runner import AfterCommand, Cancelled
 
@@ -33,6 +41,13 @@ class Cancellable(Ledger):
         try:
             with self.after.waiting():
                 return self.inner.append(entry)
+        except Cancelled as e:
+            raise LedgerError(f"the job was cancelled ({e}) before the entry was written") from None
+
+    def append_with(self, entry: Mapping[str, Any], beside: Beside) -> bool:
+        try:
+            with self.after.waiting():
+                return self.inner.append_with(entry, beside)
         except Cancelled as e:
             raise LedgerError(f"the job was cancelled ({e}) before the entry was written") from None
 
@@ -146,16 +161,22 @@ def gate(
         stopped_by_guard=(guard.stopped_at_kg, guard.limit_kg) if guard else None,
         run_range_kg=m.emissions_bounds,
     )
+    decision, water_gate = budgets.decide_water(
+        budget, decision, _water_l(others), m.water.water_l if m.water else None
+    )
     recorded = key is not None and any(entry_key(e) == key for e in entries)
     failed = record and entry is None
     if record and not recorded and entry is not None:
         try:
-            ledger.append(entry)
+            ledger.append_with(entry, badges(budget, start, end))
             recorded = True
         except LedgerError as e:
             failed = not isinstance(e, LedgerReadOnly)  # a fork's token is no failure
             said.append(f"not recorded in the ledger: {e}")
     burn = _burn(others, category, start, run_date(m), run_kg)
+    pace = burndown.forecast(
+        category, decision.allocation_kg, decision.after_kg, start, end, run_date(m)
+    )
     return Gated(
         decision,
         recorded,
@@ -168,7 +189,30 @@ def gate(
         failed,
         m.emissions_bounds,
         quality(budget, m, others),
+        burndown=pace,
+        water=water_gate,
     )
+
+
+def badges(budget: budgets.Budget, start: date, end: date) -> Beside:
+    """The badges written with each entry: every allocated category's year so far."""
+    allocations = {name: budgets.allocation_kg(budget, name) for name in budget.allocations}
+    return Beside(start, end, lambda entries: badge.files(entries, allocations, budget.warn_at))
+
+
+def _water_l(entries: Sequence[Mapping[str, Any]]) -> float:
+    """The litres of water the entries recorded (runs without a figure count none)."""
+    return sum(float(e.get("water_l") or 0.0) for e in entries)
+
+
+def with_water(m: Measurement, budget: budgets.Budget) -> Measurement:
+    """m with its water from the budget file's factors, where it has no water figure of its
+    own (a codecarbon CSV, a run measured without a budget file)."""
+    if m.water is not None or not budget.water.configured:
+        return m
+    litres = water.litres(m.energy_kwh.total, m.pue, budget.water)
+    note = f"water from {budget.source}'s factors, applied when the run was checked"
+    return replace(m, water=litres, notes=(*m.notes, note))
 
 
 def allow_if_better(
@@ -297,6 +341,7 @@ def standing(budget: budgets.Budget, ledger: Ledger, today: date, top: int = 5) 
     for category in budget.allocations:
         allocation = budgets.allocation_kg(budget, category)
         used = sum(float(e["emissions_kg"]) for e in entries if e.get("category") == category)
+        pace = burndown.forecast(category, allocation, used, start, end, today)
         categories.append(
             {
                 "category": category,
@@ -310,6 +355,7 @@ def standing(budget: budgets.Budget, ledger: Ledger, today: date, top: int = 5) 
                     if e.get("category") == category and e.get("refused") is not True
                 ),
             }
+            | pace.to_json()
         )
     heaviest = sorted(entries, key=lambda e: float(e["emissions_kg"]), reverse=True)[:top]
     return {
@@ -318,7 +364,10 @@ def standing(budget: budgets.Budget, ledger: Ledger, today: date, top: int = 5) 
         "annual_budget_kg": budget.annual_budget_kg,
         "used_kg": sum(float(e["emissions_kg"]) for e in entries),
         "warn_at": budget.warn_at,
+        "as_of": min(max(today, start), end - timedelta(days=1)).isoformat(),
         "categories": categories,
+        "water_used_l": _water_l(entries) if budget.water.configured else None,
+        "water_budget_l": budget.water_budget_l,
         "top_runs": [
             {k: e.get(k) for k in ("label", "category", "emissions_kg", "ended_at", "ref", "pr")}
             for e in heaviest

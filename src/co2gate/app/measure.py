@@ -32,6 +32,7 @@ from co2gate.runner import MeterFactory, Supervisor
 from co2gate.sci import Embodied
 from co2gate.tokens import github_token
 from co2gate.trackers import Targets
+from co2gate.water import WaterFactors
 
 if TYPE_CHECKING:
     from co2gate.model import Measurement
@@ -122,6 +123,7 @@ def measure_command(
     metrics: Wanted | None = None,
     reprice: Reprice | None = None,
     pauser: Pauser | None = None,
+    water: WaterFactors | None = None,
 ) -> Measured:
     """Run argv under every energy source present and write emissions.json and emissions.csv.
 
@@ -164,6 +166,7 @@ def measure_command(
                 *(child.pauses.lines() if child.pauses is not None else ()),
             ],
             node=node,
+            water=water,
         )
         if quality:
             m = dataclasses.replace(m, metrics=MappingProxyType(quality))
@@ -208,6 +211,7 @@ def measure(request: MeasureRequest, env: Mapping[str, str], say: Say) -> Outcom
         say=say,
         embodied=budget.embodied if budget else None,
         notes=notes,
+        water=budget.water if budget else None,
         beside=[functools.partial(warm_report, request.template_dir)],
         metrics=wanted,
         reprice=provider_pricing(budget, location, env, ci),

@@ -100,6 +100,7 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
             watch=watch,
             say=say,
             embodied=budget.embodied,
+            water=budget.water,
             beside=[functools.partial(warm_report, m.template_dir)],
             metrics=wanted,
             reprice=provider_pricing(budget, location, env, ci),

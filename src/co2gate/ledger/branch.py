@@ -2,7 +2,10 @@
 
 Reads take one GraphQL request for up to two years of month shards; an append is one
 Contents API PUT with the blob sha just read, so a stale write fails (409/422) instead of
-overwriting, and is retried on fresh data. Entries are deduplicated by key on every write,
+overwriting, and is retried on fresh data. An append with files beside it (the badges) is one
+commit through the git data API: the shard and the files in one tree, on the head just read,
+and the branch moved to it only as a fast-forward (a compare-and-swap: 422 when another
+commit came first, then retried on fresh data). Entries are deduplicated by key on every write,
 so a write that GitHub applied but whose answer was lost is never recorded twice.
 """
 
@@ -30,6 +33,7 @@ from github.Repository import Repository
 
 from co2gate.github import api
 from co2gate.ledger.interface import (
+    Beside,
     Ledger,
     LedgerError,
     LedgerReadOnly,
@@ -40,6 +44,7 @@ from co2gate.ledger.interface import (
     shard_of,
     shards_between,
     to_line,
+    valid_entry,
 )
 
 T = TypeVar("T")
@@ -49,6 +54,8 @@ README = """# co2gate ledger
 This branch is written by co2gate, the carbon budget gate of this repository's CI.
 Each file `YYYY/MM.jsonl` holds one JSON object per line: one gated CI run, its energy
 (kWh) and emissions (kg CO2e), keyed by `repository/run_id/run_attempt/job/label`.
+Each file `badges/<category>.json` is a shields.io endpoint for that category's year
+(used / allocation), written in the same commit as the entry it counts.
 The branch shares no history with the code: do not merge it, and do not delete it
 unless you mean to reset the year's usage.
 """
@@ -107,6 +114,7 @@ class BranchLedger(Ledger):
         self._repo_handle: Repository | None = None
         self._branch_exists: bool | None = None  # None: not known yet
         self._shards: dict[str, _Shard] = {}  # last read or written, to write on without a read
+        self._last_commit = ""  # the sha of the last commit _commit made
 
     def append(self, entry: Mapping[str, Any]) -> bool:
         key, line, path = entry_key(entry), to_line(entry), shard_of(entry)
@@ -154,6 +162,82 @@ class BranchLedger(Ledger):
             self._say(f"recording {key}: gave up after {self._retries} attempts", last)
         ) from last
 
+    def append_with(self, entry: Mapping[str, Any], beside: Beside) -> bool:
+        key, line, path = entry_key(entry), to_line(entry), shard_of(entry)
+        year = shards_between(beside.start, beside.end)
+        paths = sorted({*year, path})
+        maybe_ours = False  # a write of ours may have been applied though its answer was lost
+        last: Exception | None = None
+        for attempt in range(self._retries):
+            if attempt:
+                self._sleep(self._delay(attempt))
+            writing = False
+            try:
+                self._ensure_branch()
+                try:
+                    head = self._repo().get_git_ref(f"heads/{self.branch}")
+                    parent = head.object.sha
+                except UnknownObjectException:  # deleted since we looked: create it again
+                    self._branch_exists = None
+                    continue
+                shards = self._read_at(parent, paths)
+                shard = shards.get(path, _Shard(None, ""))
+                if holds_key(shard.text, key):
+                    return maybe_ours
+                text = shard.text
+                if text and not text.endswith("\n"):
+                    text += "\n"  # a torn last line stays alone on its line
+                found = [valid_entry(entry)]
+                for name in year:
+                    if name in shards:
+                        source = f"{self.repository}@{self.branch}:{name}"
+                        found += parse_shard(shards[name].text, source, beside.start, beside.end)
+                files = {path: text + line, **beside.files(dedupe(found))}
+                writing = True
+                self._commit(parent, files, f"co2gate: record {key}")
+                head.edit(self._last_commit, force=False)
+                self._shards.pop(path, None)  # its blob sha is GitHub's to tell: read it again
+                return True
+            except GithubException as e:
+                last = e
+                if _is_conflict(e):
+                    continue
+                if _is_transient(e):
+                    maybe_ours = maybe_ours or writing
+                    continue
+                if _is_branch_missing(e):
+                    self._branch_exists = None
+                    continue
+                if writing and _is_read_only(e):
+                    what = f"recording {key}: the token cannot write"
+                    raise LedgerReadOnly(self._say(what, e)) from e
+                raise LedgerError(self._say(f"recording {key}", e)) from e
+            except NETWORK_ERRORS as e:
+                last = e
+                maybe_ours = maybe_ours or writing
+            except (requests.RequestException, RuntimeError) as e:
+                raise LedgerError(self._say(f"recording {key}", e)) from e
+        raise LedgerError(
+            self._say(f"recording {key}: gave up after {self._retries} attempts", last)
+        ) from last
+
+    def _read_at(self, commit: str, paths: list[str]) -> dict[str, _Shard]:
+        """The shards among paths as they are at `commit`, so a write on it holds them."""
+        found: dict[str, _Shard] = {}
+        for i in range(0, len(paths), MONTHS_PER_QUERY):
+            found |= self._read_many(paths[i : i + MONTHS_PER_QUERY], commit) or {}
+        return found
+
+    def _commit(self, parent: str, files: Mapping[str, str], message: str) -> None:
+        """A commit on `parent` with files (path: text) changed; its sha in _last_commit."""
+        repo = self._repo()
+        base = repo.get_git_commit(parent)
+        tree = repo.create_git_tree(
+            [InputGitTreeElement(p, "100644", "blob", content=t) for p, t in files.items()],
+            base_tree=base.tree,
+        )
+        self._last_commit = repo.create_git_commit(message, tree, [base]).sha
+
     def entries(self, start: date, end: date) -> list[dict[str, Any]]:
         paths = shards_between(start, end)
         found: list[dict[str, Any]] = []
@@ -172,14 +256,15 @@ class BranchLedger(Ledger):
             self._repo_handle = self._github.get_repo(self.repository)  # lazy: no request
         return self._repo_handle
 
-    def _read_many(self, paths: list[str]) -> dict[str, _Shard] | None:
-        """The shards among paths that exist, in one GraphQL request; None without the branch."""
+    def _read_many(self, paths: list[str], rev: str | None = None) -> dict[str, _Shard] | None:
+        """The shards among paths that exist (at `rev`, a commit sha; default the branch's
+        head), in one GraphQL request; None without the branch."""
         variables: dict[str, Any] = {
             "owner": self._owner,
             "name": self._name,
             "ref": f"refs/heads/{self.branch}",
         }
-        variables |= {f"e{i}": f"{self.branch}:{path}" for i, path in enumerate(paths)}
+        variables |= {f"e{i}": f"{rev or self.branch}:{path}" for i, path in enumerate(paths)}
         _, data = self._github.requester.graphql_query(_blobs_query(len(paths)), variables)
         repo = (data.get("data") or {}).get("repository")
         if repo is None:
@@ -323,7 +408,8 @@ def _is_conflict(e: GithubException) -> bool:
     if e.status == 409:
         return True
     message = api.message(e).lower()
-    return e.status == 422 and any(s in message for s in ("sha", "expected", "does not match"))
+    stale = ("sha", "expected", "does not match", "fast forward")  # the last: a ref's update
+    return e.status == 422 and any(s in message for s in stale)
 
 
 def _is_transient(e: GithubException) -> bool:

@@ -1,9 +1,14 @@
-"""A ledger in a local directory: JSON Lines shards `YYYY/MM.jsonl`, safe across processes."""
+"""A ledger in a local directory: JSON Lines shards `YYYY/MM.jsonl`, safe across processes.
+
+Files written beside an entry (the badges, `badges/<category>.json`) go in the same directory,
+under the same lock as the entry, each replaced whole (written aside, then renamed).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from datetime import date
@@ -11,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from co2gate.ledger.interface import (
+    Beside,
     Ledger,
     LedgerError,
     dedupe,
@@ -20,9 +26,11 @@ from co2gate.ledger.interface import (
     shard_of,
     shards_between,
     to_line,
+    valid_entry,
 )
 
 LOCK_NAME = ".lock"
+log = logging.getLogger("co2gate")
 
 
 class FileLedger(Ledger):
@@ -35,6 +43,12 @@ class FileLedger(Ledger):
         self.root = Path(root)
 
     def append(self, entry: Mapping[str, Any]) -> bool:
+        return self._append(entry, None)
+
+    def append_with(self, entry: Mapping[str, Any], beside: Beside) -> bool:
+        return self._append(entry, beside)
+
+    def _append(self, entry: Mapping[str, Any], beside: Beside | None) -> bool:
         key, line = entry_key(entry), to_line(entry)
         path = self.root / shard_of(entry)
         try:
@@ -53,11 +67,26 @@ class FileLedger(Ledger):
                         os.ftruncate(fd, len(data))  # no torn line left for the next run
                 finally:
                     os.close(fd)
+                if written == len(payload) and beside is not None:
+                    try:
+                        self._write_beside(beside, valid_entry(entry))
+                    except OSError as e:  # the entry is recorded: a stale badge is no loss
+                        log.warning("could not write beside the ledger in %s: %s", self.root, e)
         except OSError as e:
             raise LedgerError(f"cannot write the ledger file {path}: {e.strerror or e}") from e
         if written != len(payload):
             raise LedgerError(f"short write to the ledger file {path} (disk full?)")
         return True
+
+    def _write_beside(self, beside: Beside, entry: dict[str, Any]) -> None:
+        """beside's files from the year's entries (this one included), each replaced whole."""
+        found = [entry, *self._read(beside.start, beside.end)]
+        for name, text in beside.files(dedupe(found)).items():
+            target = self.root / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            aside = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            aside.write_text(text, encoding="utf-8")
+            os.replace(aside, target)
 
     def entries(self, start: date, end: date) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -65,14 +94,19 @@ class FileLedger(Ledger):
             if not self.root.is_dir():
                 return found
             with self._locked(fcntl.LOCK_SH, create=False):
-                for shard in shards_between(start, end):
-                    path = self.root / shard
-                    if path.is_file():
-                        text = path.read_bytes().decode("utf-8", errors="replace")
-                        found.extend(parse_shard(text, str(path), start, end))
+                found = self._read(start, end)
         except OSError as e:
             raise LedgerError(f"cannot read the ledger in {self.root}: {e}") from e
         return dedupe(found)
+
+    def _read(self, start: date, end: date) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for shard in shards_between(start, end):
+            path = self.root / shard
+            if path.is_file():
+                text = path.read_bytes().decode("utf-8", errors="replace")
+                found.extend(parse_shard(text, str(path), start, end))
+        return found
 
     @contextlib.contextmanager
     def _locked(self, operation: int, *, create: bool) -> Iterator[None]:

@@ -11,7 +11,8 @@ import heapq
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ MAX_TEXT = 512  # characters in the key and in each key field
 MAX_EMISSIONS_KG = 1e9
 MAX_ENERGY_KWH = 1e12
 MAX_DURATION_S = 1e9
+MAX_WATER_L = 1e12  # an optional field: the run's litres of water, where it had a figure
 MAX_PR = 2**53  # the largest integer every JSON reader keeps exactly
 FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2100, 12, 31)  # of ended_at, in UTC
 NUMBER_BOUNDS = (
@@ -62,6 +64,19 @@ class LedgerReadOnly(LedgerError):
     """The ledger can be read but not written here (a fork PR's read-only token)."""
 
 
+@dataclass(frozen=True)
+class Beside:
+    """Files written beside the ledger in the same write as an entry (the badges).
+
+    `files` gets the entries of the days [start, end), the new one included, read in the same
+    compare-and-swap as the write, and returns {path: text}; paths are relative, `/`-separated.
+    """
+
+    start: date
+    end: date
+    files: Callable[[list[dict[str, Any]]], Mapping[str, str]]
+
+
 class Ledger(abc.ABC):
     """Where gated runs are recorded so that a year's usage carries over between runs."""
 
@@ -73,6 +88,11 @@ class Ledger(abc.ABC):
 
         Raises LedgerError (LedgerReadOnly where the ledger can be read but not written).
         """
+
+    def append_with(self, entry: Mapping[str, Any], beside: Beside) -> bool:
+        """append(entry) and write beside's files with it, in one write where the ledger can;
+        this default records the entry alone (the none ledger, ledgers of tests)."""
+        return self.append(entry)
 
     @abc.abstractmethod
     def entries(self, start: date, end: date) -> list[dict[str, Any]]:
@@ -155,6 +175,8 @@ def make_entry(m: Measurement, category: str) -> dict[str, Any]:
         entry["unit"] = m.unit or "requests"
     if m.metrics:  # its quality figures: the comment's front of CO2e against them
         entry["metrics"] = dict(m.metrics)
+    if m.water is not None:
+        entry["water_l"] = m.water.water_l
     entry |= provenance(m)
     entry["key"] = entry_key(entry)
     return valid_entry(entry)
@@ -390,6 +412,7 @@ def _valid_entries(
                 and (ended_at[:10] in days or _learn_day(days, ended_at[:10]))
                 and _fromisoformat(ended_at).tzinfo is _UTC
                 and not escapes
+                and ("water_l" not in obj or _fast_water(obj["water_l"]))
             )
         except (KeyError, TypeError, ValueError, IndexError):
             fast = False  # not a dict, a field missing, not ISO 8601: _normalised says which
@@ -407,6 +430,10 @@ def _valid_entries(
         if low <= day < high:
             out.append(entry)
     return out, bad
+
+
+def _fast_water(value: Any) -> bool:
+    return type(value) is float and 0.0 <= value <= MAX_WATER_L
 
 
 def _learn_day(days: set[str], text: str) -> bool:
@@ -443,6 +470,8 @@ def _normalised(obj: Any) -> tuple[dict[str, Any], str]:
         else:
             entry[name] = _number(name, value, bound)
     entry["ended_at"], day = _utc_ended_at(entry.get("ended_at", _MISSING))
+    if entry.get("water_l") is not None:  # optional: absent or null, the run had no figure
+        entry["water_l"] = _number("water_l", entry["water_l"], MAX_WATER_L)
     pr = entry.setdefault("pr", None)
     if pr is not None and not (type(pr) is int and 0 < pr <= MAX_PR):
         raise _Invalid(f"pr: {_show(pr)} is not null or a positive integer")
