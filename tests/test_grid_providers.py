@@ -793,7 +793,7 @@ def measure(co2gate: CliRun, tmp_path: Path, url: str) -> tuple[Any, dict[str, A
         "--",
         PY,
         "-c",
-        "print('trained')",
+        "import os; print('trained', 'EM_KEY' in os.environ)",  # the key is co2gate's alone
         env=env,
     )
     written = "".join(p.read_text() for p in out.iterdir() if p.is_file()) if out.exists() else ""
@@ -812,7 +812,7 @@ def test_measure_is_priced_by_the_provider_after_the_command(
     grid.routes["/v3/carbon-intensity/history"] = live_history
     result, emissions, written = measure(co2gate, tmp_path, grid.url)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "trained\n"
+    assert result.stdout == "trained False\n"  # the provider's key withheld from the command
     assert emissions["intensity_source"] == "electricitymaps DE"
     assert emissions["intensity_method"] in ("provider-latest", "provider-hourly")
     assert emissions["intensity_g_per_kwh"] in (150.0, pytest.approx(150.0, abs=1.0))

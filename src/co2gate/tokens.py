@@ -42,6 +42,7 @@ _secrets: set[str] = set()
 _forms: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 _from_files: dict[str, str] = {}  # token file path -> what it held (the file is gone)
+_withheld: set[str] = set()  # more variables the command must not see (withhold)
 
 
 class TokenFileError(InputError):
@@ -65,10 +66,19 @@ def watch(env: Mapping[str, str]) -> None:
         register(env.get(name, ""))
 
 
+def withhold(*names: str | None) -> None:
+    """Keep these variables (a grid provider's key, which only co2gate uses, after the
+    command) out of the command's environment too."""
+    with _lock:
+        _withheld.update(n for n in names if n)
+
+
 def child_environment(env: Mapping[str, str]) -> dict[str, str]:
-    """env without the variables that hold a GitHub token or point at one; the rest (a
-    tracker's key the user's code needs) is left alone."""
-    return {k: v for k, v in env.items() if k not in CHILD_DROPPED}
+    """env without the variables that hold a GitHub token or point at one, or that were
+    withheld; the rest (a tracker's key the user's code needs) is left alone."""
+    with _lock:
+        dropped = {*CHILD_DROPPED, *_withheld}
+    return {k: v for k, v in env.items() if k not in dropped}
 
 
 def _read_file(path: str) -> str:

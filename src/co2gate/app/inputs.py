@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from co2gate import budget as budgets
+from co2gate import tokens
 from co2gate.errors import InputError
 from co2gate.github.context import BASE_COMMIT_EVENTS
 from co2gate.intensity import Location, LocationError, validate
@@ -96,12 +97,22 @@ def prepare_out_dir(path: Path) -> Path:
 def load_budget(
     path: Path, ci: Mapping[str, Any] | None, env: Mapping[str, str]
 ) -> tuple[budgets.Budget, list[str]]:
-    """The budget that judges this run, and notes for the report.
+    """The budget that judges this run, and notes for the report. Its grid provider's key
+    variables are withheld from the command (co2gate alone asks the provider, afterwards).
 
     On a pull request (and on the other events of BASE_COMMIT_EVENTS: a review, a review
     comment, a merge group) it is the file at the base commit, so a PR cannot raise its own
     budget; a PR that adds the first budget file is judged by it, and the report says so.
     """
+    budget, notes = _budget_for(path, ci, env)
+    grid = budget.intensity
+    tokens.withhold(grid.token_env, grid.user_env, grid.password_env)
+    return budget, notes
+
+
+def _budget_for(
+    path: Path, ci: Mapping[str, Any] | None, env: Mapping[str, str]
+) -> tuple[budgets.Budget, list[str]]:
     from co2gate.github.contents import NotReadable, read_at_commit
 
     base_sha = (ci or {}).get("base_sha")
