@@ -9,7 +9,7 @@ co2gate's own joins the training's: same WANDB_PROJECT, group WANDB_RUN_GROUP, j
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from co2gate.trackers import TrackerError, metrics, missing, tags
 
@@ -45,7 +45,7 @@ def send(m: Measurement, env: Mapping[str, str]) -> str:
     try:
         run.log(figures)
         run.summary.update(figures)
-        run.config.update(labels, allow_val_change=True)
+        cast(Any, run.config).update(labels, allow_val_change=True)  # untyped in wandb
         done = f"run {run.id}" if run_id else f"a run {run.id} of its own"
     finally:
         run.finish()
