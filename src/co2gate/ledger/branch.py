@@ -74,6 +74,18 @@ class _Shard:
     text: str
 
 
+@dataclass
+class _Writing:
+    """Set once an attempt has sent its write: a failure after it may have been applied."""
+
+    now: bool = False
+
+
+def _on_its_own_line(text: str) -> str:
+    """A shard's text ready for one more line: a torn last line stays alone on its line."""
+    return text + "\n" if text and not text.endswith("\n") else text
+
+
 class BranchLedger(Ledger):
     """JSON Lines shards `YYYY/MM.jsonl` on an orphan branch (default `co2gate-ledger`).
 
@@ -118,103 +130,86 @@ class BranchLedger(Ledger):
 
     def append(self, entry: Mapping[str, Any]) -> bool:
         key, line, path = entry_key(entry), to_line(entry), shard_of(entry)
-        maybe_ours = False  # a PUT of ours may have been applied though its answer was lost
-        last: Exception | None = None
-        for attempt in range(self._retries):
-            if attempt:
-                self._sleep(self._delay(attempt))
-            writing = False
-            try:
-                self._ensure_branch()
-                shard = self._shards.pop(path, None)
-                if shard is None:
-                    shard = self._read_shard(path)
-                if holds_key(shard.text, key):
-                    self._shards[path] = shard
-                    return maybe_ours
-                text = shard.text
-                if text and not text.endswith("\n"):
-                    text += "\n"  # a torn last line stays alone on its line
-                writing = True
-                sha = self._put(path, text + line, shard.sha, key)
-                self._shards[path] = _Shard(sha, text + line)
-                return True
-            except GithubException as e:
-                last = e
-                if _is_conflict(e):
-                    continue
-                if _is_transient(e):
-                    maybe_ours = maybe_ours or writing
-                    continue
-                if _is_branch_missing(e):  # deleted since we looked: create it again
-                    self._branch_exists = None
-                    continue
-                if writing and _is_read_only(e):
-                    what = f"recording {key}: the token cannot write"
-                    raise LedgerReadOnly(self._say(what, e)) from e
-                raise LedgerError(self._say(f"recording {key}", e)) from e
-            except NETWORK_ERRORS as e:
-                last = e
-                maybe_ours = maybe_ours or writing
-            except (requests.RequestException, RuntimeError) as e:
-                raise LedgerError(self._say(f"recording {key}", e)) from e
-        raise LedgerError(
-            self._say(f"recording {key}: gave up after {self._retries} attempts", last)
-        ) from last
+
+        def attempt(writing: _Writing) -> bool | None:
+            shard = self._shards.pop(path, None)
+            if shard is None:
+                shard = self._read_shard(path)
+            if holds_key(shard.text, key):
+                self._shards[path] = shard
+                return False
+            text = _on_its_own_line(shard.text)
+            writing.now = True
+            sha = self._put(path, text + line, shard.sha, key)
+            self._shards[path] = _Shard(sha, text + line)
+            return True
+
+        return self._recording(key, attempt)
 
     def append_with(self, entry: Mapping[str, Any], beside: Beside) -> bool:
         key, line, path = entry_key(entry), to_line(entry), shard_of(entry)
         year = shards_between(beside.start, beside.end)
         paths = sorted({*year, path})
-        maybe_ours = False  # a write of ours may have been applied though its answer was lost
+
+        def attempt(writing: _Writing) -> bool | None:
+            try:
+                head = self._repo().get_git_ref(f"heads/{self.branch}")
+                parent = head.object.sha
+            except UnknownObjectException:  # deleted since we looked: create it again
+                self._branch_exists = None
+                return None
+            shards = self._read_at(parent, paths)
+            shard = shards.get(path, _Shard(None, ""))
+            if holds_key(shard.text, key):
+                return False
+            found = [valid_entry(entry)]
+            for name in year:
+                if name in shards:
+                    source = f"{self.repository}@{self.branch}:{name}"
+                    found += parse_shard(shards[name].text, source, beside.start, beside.end)
+            files = {path: _on_its_own_line(shard.text) + line, **beside.files(dedupe(found))}
+            writing.now = True
+            self._commit(parent, files, f"co2gate: record {key}")
+            head.edit(self._last_commit, force=False)  # a fast-forward: GitHub's compare-and-swap
+            self._shards.pop(path, None)  # its blob sha is GitHub's to tell: read it again
+            return True
+
+        return self._recording(key, attempt)
+
+    def _recording(self, key: str, attempt: Callable[[_Writing], bool | None]) -> bool:
+        """Run one append's attempts on fresh data: attempt() says True (written), False (the
+        entry is there already) or None (try again); it sets writing.now before it writes.
+        True too when an earlier write of ours may have been applied though its answer was
+        lost, so the caller never records it twice."""
+        maybe_ours = False
         last: Exception | None = None
-        for attempt in range(self._retries):
-            if attempt:
-                self._sleep(self._delay(attempt))
-            writing = False
+        for n in range(self._retries):
+            if n:
+                self._sleep(self._delay(n))
+            writing = _Writing()
             try:
                 self._ensure_branch()
-                try:
-                    head = self._repo().get_git_ref(f"heads/{self.branch}")
-                    parent = head.object.sha
-                except UnknownObjectException:  # deleted since we looked: create it again
-                    self._branch_exists = None
-                    continue
-                shards = self._read_at(parent, paths)
-                shard = shards.get(path, _Shard(None, ""))
-                if holds_key(shard.text, key):
-                    return maybe_ours
-                text = shard.text
-                if text and not text.endswith("\n"):
-                    text += "\n"  # a torn last line stays alone on its line
-                found = [valid_entry(entry)]
-                for name in year:
-                    if name in shards:
-                        source = f"{self.repository}@{self.branch}:{name}"
-                        found += parse_shard(shards[name].text, source, beside.start, beside.end)
-                files = {path: text + line, **beside.files(dedupe(found))}
-                writing = True
-                self._commit(parent, files, f"co2gate: record {key}")
-                head.edit(self._last_commit, force=False)
-                self._shards.pop(path, None)  # its blob sha is GitHub's to tell: read it again
-                return True
+                done = attempt(writing)
+                if done is not None:
+                    return done or maybe_ours
+                continue
             except GithubException as e:
                 last = e
                 if _is_conflict(e):
                     continue
                 if _is_transient(e):
-                    maybe_ours = maybe_ours or writing
+                    maybe_ours = maybe_ours or writing.now
                     continue
-                if _is_branch_missing(e):
+                if _is_branch_missing(e):  # deleted since we looked: create it again
                     self._branch_exists = None
                     continue
-                if writing and _is_read_only(e):
+                if writing.now and _is_read_only(e):
                     what = f"recording {key}: the token cannot write"
                     raise LedgerReadOnly(self._say(what, e)) from e
                 raise LedgerError(self._say(f"recording {key}", e)) from e
             except NETWORK_ERRORS as e:
                 last = e
-                maybe_ours = maybe_ours or writing
+                maybe_ours = maybe_ours or writing.now
             except (requests.RequestException, RuntimeError) as e:
                 raise LedgerError(self._say(f"recording {key}", e)) from e
         raise LedgerError(
