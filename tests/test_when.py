@@ -295,6 +295,9 @@ class PaidOnly:
     def forecast(self, start: datetime, end: datetime) -> Series:
         raise ForecastUnavailable("forecasts are a paid feature of this plan")
 
+    def latest(self) -> Interval:
+        raise ProviderError("no latest figure either")
+
 
 def test_no_forecast_passes_the_providers_own_reason_on() -> None:
     with pytest.raises(

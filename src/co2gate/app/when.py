@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from co2gate import fmt, units
 from co2gate.app import Outcome
 from co2gate.errors import InputError
 from co2gate.grid import schedule
-from co2gate.grid.signal import GridSource, ProviderError, Series
+from co2gate.grid.signal import GridSource, Interval, ProviderError, Series
 
 HOSTED_WHY = (
     "a GitHub-hosted runner bills the minutes it waits and stops the job after 6 h: ask "
@@ -59,21 +59,64 @@ def forecast(source: GridSource, start: datetime, end: datetime) -> Series:
         raise type(e)(f"forecast from {source.name}: {e}") from e
 
 
+def latest(source: GridSource) -> Interval | None:
+    """The provider's current interval; None when it cannot answer (the caller goes on
+    without it, as without a forecast)."""
+    try:
+        return source.latest()
+    except ProviderError:
+        return None
+
+
+def _after(intervals: tuple[Interval, ...], current: Interval) -> tuple[Interval, ...]:
+    """`current` as it extends the intervals: cut to start where they end, () when they
+    already cover it."""
+    end = intervals[-1].end if intervals else current.start
+    if current.end <= end:
+        return ()
+    start = max(current.start, end)
+    return (Interval(start, current.end, current.g_per_kwh, current.marginal_g_per_kwh),)
+
+
 def around(source: GridSource) -> Any:
-    """The series the pauser reads at a moment: what was measured up to it and what is
-    forecast after it, as one series (history first where both cover a time)."""
+    """The series the pauser reads at a moment: what was measured up to it, the provider's
+    latest interval when the measured series does not reach the moment, and what is
+    forecast after that, as one series (history first, then latest, where they overlap)."""
 
     def read(now: datetime) -> Series:
         past = source.history(now - READ_BACK, now + timedelta(minutes=1))
+        known = past.intervals
+        if past.at(now) is None:
+            current = latest(source)
+            if current is not None:
+                known += _after(known, current)
         try:
             ahead = source.forecast(now, now + READ_AHEAD)
         except ProviderError:
-            return past
-        end = past.end or now - READ_BACK
+            return Series(known, source.name)
+        end = known[-1].end if known else now - READ_BACK
         later = tuple(iv for iv in ahead.intervals if iv.start >= end)
-        return Series(past.intervals + later, source.name)
+        return Series(known + later, source.name)
 
     return read
+
+
+def _starting_now(
+    source: GridSource, series: Series, choice: schedule.Choice, duration: timedelta
+) -> tuple[schedule.Choice, str | None]:
+    """Choice's figure for starting now, and where it came from: the forecast when it covers
+    now, else the provider's latest interval (when it holds now) followed by the forecast."""
+    if choice.now_g_per_kwh is not None:
+        return choice, "forecast"
+    now = choice.now
+    current = latest(source) if series.at(now) is None else None
+    if current is None or not current.start <= now < current.end:
+        return choice, None
+    joined = Series(
+        (current, *(iv for iv in series.intervals if iv.start >= current.end)), series.source
+    )
+    g = schedule.mean_intensity(joined, now, now + duration)
+    return replace(choice, now_g_per_kwh=g), None if g is None else "latest"
 
 
 @dataclass(frozen=True)
@@ -103,7 +146,9 @@ def when(
     source = grid_source(budget, env)
     series = forecast(source, now, now + request.within + request.duration)
     choice = schedule.best_start(series, request.duration, now, request.within)
+    choice, now_from = _starting_now(source, series, choice, request.duration)
     doc = _document(request, choice, series, budget, env, today)
+    doc["start_now"]["from"] = now_from
     text = json.dumps(doc, indent=2) if request.as_json else "\n".join(_lines(doc))
     return Outcome(stdout=text)
 
@@ -202,6 +247,7 @@ def _lines(doc: dict[str, Any]) -> list[str]:
         + (f" (in {fmt.duration(wait)})" if wait > 0 else " (now)")
         + f", to {_clock(best['end'])}",
         f"expected intensity: {_g(best['g_per_kwh'])}; starting now: {_g(now['g_per_kwh'])}"
+        + (" (from the latest figure)" if now.get("from") == "latest" else "")
         + (f" ({fmt.pct(saving['fraction'])} less)" if saving["fraction"] is not None else ""),
     ]
     if doc["energy_kwh"] is None:

@@ -7,7 +7,8 @@ half-hourly, with a 48-hour forecast.
 `/regional/intensity/{from}/{to}/regionid/{id}` and `.../fw48h/regionid/{id}` answer
 `{"data": {"regionid": id, "data": [...]}}` (some answers wrap it in a one-item list);
 regional figures are forecasts only. A past half-hour's figure is its `actual` where the
-API has one, else its `forecast`.
+API has one, else its `forecast`. Latest: `GET /intensity` (national) and
+`/regional/regionid/{id}` answer the current half-hour in the same shapes.
 """
 
 from __future__ import annotations
@@ -100,3 +101,13 @@ class CarbonIntensityUkSource:
         if not series.intervals:
             raise ProviderError(f"{self.name}: forecast: the answer holds no points")
         return series.between(start, end)
+
+    def latest(self) -> Interval:
+        return self._client.latest("latest", self._latest)
+
+    def _latest(self) -> Interval:
+        path = "/intensity" if self.region is None else f"/regional/regionid/{self.region}"
+        series = self._series(self._client.get(path, what="latest", cache=False), forecast=False)
+        if not series.intervals:
+            raise ProviderError(f"{self.name}: latest: the answer holds no figure")
+        return series.at(self._client.now()) or series.intervals[-1]

@@ -5,7 +5,10 @@ intensities per zone (`DE`, `US-CAL-CISO`, ...).
 `{"zone": Z, "history": [{"carbonIntensity": g, "datetime": start, ...}, ...]}`;
 `/past-range?zone=Z&start=&end=` the same points under `data` for older windows; and
 `/forecast?zone=Z` (a paid feature) `{"zone": Z, "forecast": [{"carbonIntensity": g,
-"datetime": start}, ...]}`. The key travels in the `auth-token` header.
+"datetime": start}, ...]}`. `/latest?zone=Z` answers one point, `{"zone": Z,
+"carbonIntensity": g, "datetime": start, "updatedAt": t, "emissionFactorType": ...,
+"isEstimated": bool, ...}`: the hour starting at `datetime`, revised as the hour goes on.
+The key travels in the `auth-token` header.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any, Final
 
 from co2gate.grid import shapes
 from co2gate.grid.http import Client
-from co2gate.grid.signal import ForecastUnavailable, ProviderError, Series
+from co2gate.grid.signal import ForecastUnavailable, Interval, ProviderError, Series
 
 DEFAULT_URL: Final = "https://api.electricitymap.org"
 HOUR: Final = timedelta(hours=1)
@@ -88,3 +91,24 @@ class ElectricityMapsSource:
         if not series.intervals:
             raise ProviderError(f"{self.name}: forecast: the answer holds no points")
         return series.between(start, end)
+
+    def latest(self) -> Interval:
+        return self._client.latest("latest", self._latest)
+
+    def _latest(self) -> Interval:
+        doc = self._client.get(
+            "/v3/carbon-intensity/latest",
+            {"zone": self.zone},
+            headers=self._headers,
+            what="latest",
+            cache=False,
+        )
+        top = shapes.obj(doc, self.name, "the answer")
+        if "zone" in top and top["zone"] != self.zone:
+            raise shapes.fail(self.name, f"zone {top['zone']!r} is not {self.zone!r}")
+        value = top.get("carbonIntensity")
+        if value is None:
+            raise ProviderError(f"{self.name}: latest: the answer holds no figure")
+        start = shapes.when(top.get("datetime"), self.name, "latest.datetime")
+        g = shapes.number(value, self.name, "latest.carbonIntensity")
+        return shapes.interval(self.name, "latest", start, start + HOUR, g)

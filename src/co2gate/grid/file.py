@@ -3,19 +3,20 @@
 Columns: `timestamp` (ISO 8601 with a timezone, or `Z`), `g_per_kwh`, and optionally
 `marginal_g_per_kwh`. Each row holds from its timestamp to the next row's; the last row
 lasts as long as the one before it (an hour when the file has one row). The same file
-answers history and forecast: it is whatever the user put in it.
+answers history, forecast and latest (the row holding now): it is whatever the user put in it.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Final
 
 from co2gate.errors import InputError
-from co2gate.grid.signal import Interval, Series
+from co2gate.grid.signal import Interval, ProviderError, Series
 
 __all__ = ["MAX_ROWS", "FileSource", "parse"]
 
@@ -75,9 +76,10 @@ def parse(text: str, name: str) -> Series:
 class FileSource:
     """The `file` provider: reads the CSV at each call (it may be rewritten between them)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, now: Callable[[], datetime] | None = None) -> None:
         self.path = path
         self.name = f"file {path.name}"
+        self._now = now or (lambda: datetime.now(timezone.utc))
 
     def _read(self) -> Series:
         try:
@@ -99,3 +101,14 @@ class FileSource:
     def forecast(self, start: datetime, end: datetime) -> Series:
         series = self._read().between(start, end)
         return Series(series.intervals, series.source, forecast=True)
+
+    def latest(self) -> Interval:
+        """The row holding now; ProviderError when none does (the file ends before now)."""
+        series = self._read()
+        now = self._now()
+        here = series.at(now)
+        if here is None:
+            raise ProviderError(
+                f"{self.name}: latest: no row holds {now.isoformat(timespec='minutes')}"
+            )
+        return here

@@ -1,6 +1,7 @@
 """The one HTTP client the providers share: GET a JSON document, with one timeout, at most
 one retry on 429 (honouring Retry-After up to a cap), no redirects, a size cap, and an
-on-disk cache for the hour.
+on-disk cache for the hour. A provider's latest figure is cached apart (Client.latest): until
+the interval it describes ends, since a provider revises its current figure within the hour.
 
 Every failure becomes a ProviderError (or ForecastUnavailable) naming the provider in one
 line; a key never appears in one: callers register it with tokens.register before any
@@ -17,11 +18,11 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Final
 
-from co2gate.grid.signal import ProviderError
+from co2gate.grid.signal import Interval, ProviderError
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -36,6 +37,7 @@ RETRY_AFTER_CAP_S: Final = 10.0  # a 429 asking for a longer wait is not retried
 MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 TIMEOUT_VARIABLE: Final = "CO2GATE_GRID_TIMEOUT_S"
 CACHE_VARIABLE: Final = "CO2GATE_CACHE_DIR"
+LATEST_LAG_KEEP: Final = timedelta(minutes=5)  # a latest interval already over when fetched
 
 
 def cache_dir_from(env: Mapping[str, str]) -> Path | None:
@@ -125,6 +127,21 @@ class Client:
         if cache:
             self._store(key, body)
         return doc
+
+    def latest(self, what: str, fetch: Callable[[], Interval]) -> Interval:
+        """The provider's current interval: `fetch` asks for it (uncached) and checks it. The
+        answer is kept until that interval ends (a provider revises its current figure, so
+        never for the clock hour); one already over when fetched (a publishing lag) is kept
+        LATEST_LAG_KEEP, so that a pauser re-reading every few minutes asks at most that often."""
+        now = self.now()
+        key = self._latest_key(what)
+        kept = self._recall(key, now)
+        if kept is not None:
+            return kept
+        interval = fetch()
+        until = interval.end if interval.end > now else now + LATEST_LAG_KEEP
+        self._keep(key, interval, now, until)
+        return interval
 
     # ------------------------------------------------------------------ the network
 
@@ -244,3 +261,50 @@ class Client:
         for old in self.cache_dir.glob("??????????-*.json"):
             if old.name[:10].isdigit() and old.name[:10] < hour:
                 old.unlink(missing_ok=True)
+
+    def _latest_key(self, what: str) -> str | None:
+        if self.cache_dir is None:
+            return None
+        digest = hashlib.sha256(f"{self.name}\n{self.base_url}\n{what}".encode()).hexdigest()
+        return f"latest-{digest[:32]}.json"
+
+    def _recall(self, key: str | None, now: datetime) -> Interval | None:
+        """The kept interval while it is fresh (fetched <= now < until); None otherwise, and
+        for anything unreadable or out of bounds (checked again, as any provider answer)."""
+        if key is None or self.cache_dir is None:
+            return None
+        try:
+            with (self.cache_dir / key).open("rb") as f:
+                kept = json.loads(f.read(4096))
+            fetched = datetime.fromisoformat(kept["fetched"])
+            until = datetime.fromisoformat(kept["until"])
+            if not fetched <= now < until:
+                return None
+            marginal = kept["marginal_g_per_kwh"]
+            return Interval(
+                datetime.fromisoformat(kept["start"]),
+                datetime.fromisoformat(kept["end"]),
+                float(kept["g_per_kwh"]),
+                None if marginal is None else float(marginal),
+            )
+        except (OSError, ValueError, TypeError, KeyError, RecursionError):
+            return None  # absent, unreadable or stale-shaped: ask again
+
+    def _keep(self, key: str | None, interval: Interval, now: datetime, until: datetime) -> None:
+        if key is None or self.cache_dir is None:
+            return
+        kept = {
+            "fetched": now.isoformat(),
+            "until": until.isoformat(),
+            "start": interval.start.isoformat(),
+            "end": interval.end.isoformat(),
+            "g_per_kwh": interval.g_per_kwh,
+            "marginal_g_per_kwh": interval.marginal_g_per_kwh,
+        }
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = self.cache_dir / f".{key}.{os.getpid()}.tmp"
+            tmp.write_text(json.dumps(kept))
+            os.replace(tmp, self.cache_dir / key)
+        except OSError:
+            pass  # a cache that cannot be written only costs a request next time

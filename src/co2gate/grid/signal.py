@@ -150,3 +150,8 @@ class GridSource(Protocol):
     def forecast(self, start: datetime, end: datetime) -> Series:
         """Predicted intensities over [start, end); ForecastUnavailable if there are none."""
         ...
+
+    def latest(self) -> Interval:
+        """The provider's current figure: the interval holding now, or the last one it has
+        published (providers publish with a lag, so it may have ended)."""
+        ...

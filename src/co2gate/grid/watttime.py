@@ -22,7 +22,7 @@ from typing import Any, Final
 from co2gate import tokens
 from co2gate.grid import shapes
 from co2gate.grid.http import Client
-from co2gate.grid.signal import ForecastUnavailable, ProviderError, Series, Signal
+from co2gate.grid.signal import ForecastUnavailable, Interval, ProviderError, Series, Signal
 
 DEFAULT_URL: Final = "https://api.watttime.org"
 DEFAULT_STEP: Final = timedelta(minutes=5)
@@ -95,19 +95,23 @@ class WattTimeSource:
             points[start] = shapes.number(item.get("value"), self.name, f"data[{i}].value") * factor
         return points, step
 
-    def _historical(self, signal_type: str, start: datetime, end: datetime) -> Any:
+    def _historical(
+        self, signal_type: str, start: datetime, end: datetime, *, latest: bool = False
+    ) -> Any:
+        """Whole hours (cached for the hour); `latest`: exactly [start, end), never cached."""
         query = {
             "region": self.zone,
             "signal_type": signal_type,
-            "start": _iso(_hour(start)),
-            "end": _iso(_hour(end) + timedelta(hours=1)),
+            "start": _iso(start if latest else _hour(start)),
+            "end": _iso(end if latest else _hour(end) + timedelta(hours=1)),
         }
         return self._client.get(
             "/v3/historical",
             query,
             headers=self._headers,
             paid=ProviderError,
-            what=f"historical {signal_type}",
+            what=f"{'latest' if latest else 'historical'} {signal_type}",
+            cache=not latest,
         )
 
     def history(self, start: datetime, end: datetime) -> Series:
@@ -139,3 +143,20 @@ class WattTimeSource:
         if not series.intervals:
             raise ProviderError(f"{self.name}: forecast: the answer holds no points")
         return series.between(start, end)
+
+    def latest(self) -> Interval:
+        return self._client.latest(f"latest {self.signal.value}", self._latest)
+
+    def _latest(self) -> Interval:
+        now = self._client.now().replace(microsecond=0)
+        start = now - timedelta(hours=1)
+        average, step = self._points(self._historical(AVERAGE, start, now, latest=True), AVERAGE)
+        published = [t for t in average if t <= now]
+        if not published:
+            raise ProviderError(f"{self.name}: latest: no point in the hour before now")
+        last = max(published)
+        marginal: float | None = None
+        if self.signal is Signal.MARGINAL:
+            moer, _ = self._points(self._historical(MARGINAL, start, now, latest=True), MARGINAL)
+            marginal = moer.get(last)
+        return shapes.interval(self.name, "latest", last, last + step, average[last], marginal)
