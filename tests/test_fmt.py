@@ -244,3 +244,12 @@ def test_over_budget_says_by_how_much_everywhere() -> None:
     assert "(102.8%) after this run's 160 kg; 9.7 kg over; tier high.**" in page
     assert "| 9.7 kg over the 350 kg |" in page
     assert "0 kg left" not in page
+
+
+def test_a_count_names_its_noun_in_the_plural_but_for_one() -> None:
+    assert [fmt.counted(n, "run") for n in (0, 1, 2, 1234)] == [
+        "0 runs",
+        "1 run",
+        "2 runs",
+        "1,234 runs",
+    ]

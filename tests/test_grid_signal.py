@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ from co2gate.errors import InputError
 from co2gate.grid import file
 from co2gate.grid.signal import Interval, ProviderName, Series, Signal
 
+UTC = timezone.utc
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 

@@ -99,6 +99,11 @@ def count(n: float) -> str:
     return f"{n:,.0f}"
 
 
+def counted(n: float, noun: str) -> str:
+    """A count with its noun, plural but for one: 1 run, 1,234 runs."""
+    return f"{count(n)} {noun}{'' if round(n) == 1 else 's'}"
+
+
 def day(d: date) -> str:
     """A day, ISO 8601: 2026-01-01."""
     return d.isoformat()[:10]

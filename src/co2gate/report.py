@@ -593,6 +593,7 @@ def environment(template_dir: Path | None = None) -> jinja2.Environment:
         km=lambda km: Markup(fmt.distance(km)),
         litres=lambda litres: Markup(fmt.water(litres)),
         count=lambda n: Markup(fmt.count(n)),
+        counted=lambda n, noun: Markup(fmt.counted(n, noun)),
         duration=lambda seconds: Markup(fmt.duration(seconds)),
         mermaid=mermaid,
         url=url,

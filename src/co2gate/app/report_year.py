@@ -111,7 +111,7 @@ def annual_report(request: ReportRequest, env: Mapping[str, str], today: date) -
     total = summary.total
     outcome.stdout = (
         f"{fmt.year(start, end)}: {fmt.mass(summary.total_kg)} CO2e, "
-        f"{fmt.energy(total.energy_kwh)}, {fmt.count(total.runs)} runs "
+        f"{fmt.energy(total.energy_kwh)}, {fmt.counted(total.runs, 'run')} "
         f"({fmt.count(total.stopped_by_guard)} stopped by the guard, "
         f"{fmt.count(total.refused)} refused by preflight)"
     )
