@@ -391,7 +391,9 @@ def write_budget(root: Path, limit: float = 100.0, on_exceed: str = "fail") -> N
 
 def outputs(root: Path) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     out = root / "co2gate-report"
-    ledger = [line for f in (root / "ledger").rglob("*.jsonl") for line in f.read_text().split()]
+    ledger = [
+        line for f in (root / "ledger").rglob("*.jsonl") for line in f.read_text().splitlines()
+    ]
     return (
         json.loads((out / "emissions.json").read_text()),
         json.loads((out / "verdict.json").read_text()),
