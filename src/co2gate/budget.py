@@ -24,11 +24,12 @@ if TYPE_CHECKING:
     import yaml
     from yaml.nodes import MappingNode, Node
 
+    from co2gate.burndown import Burndown
+    from co2gate.pareto import Better, Standing
+
 from co2gate import fmt, intensity, metrics, regression, water
-from co2gate.burndown import Burndown
 from co2gate.errors import InputError
-from co2gate.grid.signal import IntensityConfig, ProviderName, Signal
-from co2gate.pareto import Better, Standing
+from co2gate.grid.config import IntensityConfig, ProviderName, Signal
 from co2gate.sci import EMBODIED_SOURCE, Embodied
 
 __all__ = [
@@ -449,6 +450,8 @@ def _confidence(value: object) -> float:
 
 def _allow_if_better(value: object) -> tuple[str, Better] | None:
     """regression.allow_if_better: {metric: NAME, better: lower|higher}."""
+    from co2gate.pareto import Better  # here: only a file with allow_if_better needs it
+
     key = "regression.allow_if_better"
     if value is None:
         return None

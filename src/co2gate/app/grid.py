@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from co2gate import fmt, intensity, uncertainty, units
 from co2gate.errors import Co2gateError
-from co2gate.grid.signal import IntensityConfig, ProviderError, ProviderName, Series
+from co2gate.grid.config import IntensityConfig, ProviderName
 from co2gate.sci import Embodied, sci
 
 if TYPE_CHECKING:
     from co2gate.budget import Budget
+    from co2gate.grid.signal import Series
     from co2gate.model import Measurement
 
 # (measurement, the live guard's (when, kWh so far) readings) -> the measurement priced
@@ -92,6 +93,7 @@ def _file_at_base(
         return None
     from co2gate.github.contents import read_at_commit
     from co2gate.grid import file
+    from co2gate.grid.signal import ProviderError
 
     path = Path(config.path or "")
     if not path.is_absolute() and base_dir is not None:

@@ -9,7 +9,6 @@ and within units.MAX_INTENSITY_G_PER_KWH.
 
 from __future__ import annotations
 
-import enum
 import math
 from bisect import bisect_right
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from co2gate.errors import ServiceError
+from co2gate.grid.config import IntensityConfig, ProviderName, Signal
 from co2gate.units import MAX_INTENSITY_G_PER_KWH
 
 __all__ = [
@@ -29,33 +29,6 @@ __all__ = [
     "Series",
     "Signal",
 ]
-
-
-class ProviderName(str, enum.Enum):
-    ELECTRICITYMAPS = "electricitymaps"
-    WATTTIME = "watttime"
-    CARBONINTENSITY_UK = "carbonintensity-uk"
-    FILE = "file"
-    NONE = "none"
-
-
-class Signal(str, enum.Enum):
-    AVERAGE = "average"  # location-based: what the ledger always records
-    MARGINAL = "marginal"  # the emissions of the next kWh (WattTime's MOER)
-
-
-@dataclass(frozen=True)
-class IntensityConfig:
-    """The budget file's `intensity:` section. `none` sends nothing anywhere."""
-
-    provider: ProviderName = ProviderName.NONE
-    zone: str | None = None  # the provider's zone, region or balancing authority
-    signal: Signal = Signal.AVERAGE
-    token_env: str | None = None  # the variable holding the key; its value is never printed
-    user_env: str | None = None  # WattTime logs in with a user and a password
-    password_env: str | None = None
-    url: str | None = None  # base URL (proxies, tests)
-    path: str | None = None  # provider `file`: CSV timestamp,g_per_kwh[,marginal_g_per_kwh]
 
 
 class ProviderError(ServiceError):
