@@ -97,7 +97,8 @@ def fake_run(watts: float, g_per_kwh: float, cap_kg: float, work: Path) -> Resul
         say=lambda _line: None,
     )
     rate_kg_per_s = watts / 3.6e6 * g_per_kwh / 1000.0
-    return _result(f"fake {watts:g} W at {g_per_kwh:g} g/kWh", measured.doc, cap_kg / rate_kg_per_s)
+    doc = measured.measurement.to_json()
+    return _result(f"fake {watts:g} W at {g_per_kwh:g} g/kWh", doc, cap_kg / rate_kg_per_s)
 
 
 def real_runs(work: Path, runs: int) -> list[Result]:
