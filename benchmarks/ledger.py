@@ -31,9 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from fakegithub import FakeGitHub
 
+from co2gate import badge
 from co2gate.ledger.branch import BranchLedger
 from co2gate.ledger.file import FileLedger
-from co2gate.ledger.interface import entry_key, shard_of, summarize, to_line
+from co2gate.ledger.interface import Beside, entry_key, shard_of, summarize, to_line
 
 YEAR = (date(2025, 1, 1), date(2026, 1, 1))
 CATEGORIES = {"training": 0.45, "inference": 0.35, "evaluation": 0.15, "fine-tuning": 0.05}
@@ -93,7 +94,8 @@ def shards_text(entries: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def gated_run_requests(entries: list[dict[str, Any]]) -> tuple[list[tuple[str, str]], float]:
-    """The requests (and seconds) of entries(year) + append() on a ledger holding entries."""
+    """The requests (and seconds) of what a gated run does on a ledger holding entries: read
+    the year (entries), then record its entry with the badges in one commit (append_with)."""
     with FakeGitHub() as fake:
         BranchLedger("octo/lab", fake.token, api_url=fake.api_url).append(entries[0])
         for path, text in shards_text(entries).items():
@@ -105,7 +107,9 @@ def gated_run_requests(entries: list[dict[str, Any]]) -> tuple[list[tuple[str, s
         t0 = time.perf_counter()
         found = ledger.entries(*YEAR)
         assert len(found) == len(entries), (len(found), len(entries))
-        assert ledger.append(new) is True
+        allocations = {name: 1000.0 * share for name, share in CATEGORIES.items()}
+        badges = Beside(*YEAR, lambda year: badge.files(year, allocations, 0.8))
+        assert ledger.append_with(new, badges) is True
         return list(fake.log), time.perf_counter() - t0
 
 

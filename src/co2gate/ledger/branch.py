@@ -279,8 +279,12 @@ class BranchLedger(Ledger):
                 or len(text.encode("utf-8")) != blob.get("byteSize")
             ):
                 # GitHub quirk: GraphQL truncates the text of large blobs: read them whole
-                # through the git blob API (up to 100 MB).
-                text = self._blob_text(blob["oid"])
+                # through the git blob API (up to 100 MB), unless this ledger read that blob
+                # already (a blob's sha names its content: the gate's read serves its write).
+                known = (s.text for s in self._shards.values() if s.sha == blob["oid"])
+                text = next(known, None)
+                if text is None:
+                    text = self._blob_text(blob["oid"])
             shards[path] = self._shards[path] = _Shard(blob["oid"], text)
         return shards
 
