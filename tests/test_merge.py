@@ -579,6 +579,9 @@ def test_simulated_slurm_ranks_are_measured_then_gated_as_one_run(
         machine_a += part[i] * max(1.0, union / docs[i]["run"]["duration_s"])
     assert kg == pytest.approx((machine_a + cpu[2] + ram[2]) * 400 / 1000)
     assert kg < sum(d["emissions_kg"] for d in docs)  # never the naive sum
+    written = json.loads((tmp_path / "out" / "emissions.json").read_text())  # the merged run
+    assert written["emissions_kg"] == pytest.approx(kg)
+    assert len(written["nodes"]) == 2 and (tmp_path / "out" / "emissions.csv").exists()
     body = (tmp_path / "out" / "report.md").read_text()
     assert "By node: 2 machines, 3 measurements" in body
     assert "| `other-node` | 2 |" in body
@@ -605,6 +608,24 @@ def test_mixed_runs_are_exit_2_in_one_line_naming_the_files(
     (line,) = result.stderr.strip().splitlines()
     assert str(a) in line and str(b) in line and "Traceback" not in result.stderr
     assert not (tmp_path / "ledger").exists()
+
+
+def test_merge_never_writes_over_one_of_its_files(co2gate: CliRun, tmp_path: Path) -> None:
+    (tmp_path / "budget.yml").write_text(BUDGET)
+    node = tmp_path / "node-0"
+    node.mkdir()
+    a, b = node / "emissions.json", tmp_path / "b.json"
+    a.write_text(json.dumps(record(rank=0)))
+    b.write_text(json.dumps(record(rank=1)))
+    before = a.read_text()
+    result = co2gate(
+        "check", "--merge", "--budget-file", str(tmp_path / "budget.yml"),
+        "--out", str(node), str(a), str(b), env=clean_env(),
+    )  # fmt: skip
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "is one of the files to merge" in line
+    assert a.read_text() == before
 
 
 def test_merge_and_workflow_run_together_are_refused(co2gate: CliRun, tmp_path: Path) -> None:

@@ -91,12 +91,26 @@ def check(request: CheckRequest, env: Mapping[str, str]) -> Outcome:
         budgets.allocation_kg(budget, m.run.workload)
     check_templates(request.template_dir)
     out_dir = prepare_out_dir(request.out)
+    if request.merge:  # the merged run is written beside its verdict: never over an input
+        merged = (out_dir / "emissions.json").resolve()
+        if any(path.resolve() == merged for path in request.files):
+            raise InputError(
+                f"--out {out_dir}: its emissions.json is one of the files to merge; "
+                "give --out another directory"
+            )
     gating = [(m, notes) for m in read]
     if measured is not None:
         adopted = companion.priced(companion.adopt(measured, read, env), budget, checked)
         gating = [(a.measurement, [*notes, *a.notes]) for a in adopted]
     gating = [(with_water(m, budget), m_notes) for m, m_notes in gating]
     outcome = Outcome()
+    if request.merge:
+        try:
+            outcome.files += emissions.write(out_dir, read[0])
+            outcome.lines.append(f"wrote the merged run to {out_dir / 'emissions.json'}")
+        except OSError as e:
+            outcome.lost = True
+            outcome.lines.append(f"could not write the merged run in {out_dir}: {e.strerror or e}")
     with AfterCommand() as after:  # a cancelled job still gets its verdicts and report
         opened, where = open_ledger(budget.ledger, env)
         results = [
