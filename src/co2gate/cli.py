@@ -8,7 +8,7 @@ import math
 import os
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -26,6 +26,7 @@ from co2gate.starter import DEFAULT_ANNUAL_KG, DEFAULT_RUN, DEFAULT_WORKFLOW_FIL
 
 if TYPE_CHECKING:
     from co2gate.app import Outcome
+    from co2gate.app.measure import MeasureRequest
     from co2gate.trackers import Targets
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -322,6 +323,30 @@ def _targets(mlflow: bool, wandb: bool, textfile: Path | None, pushgateway: str 
     return Targets(mlflow, wandb, textfile, pushgateway)
 
 
+def _measure_request(options: Mapping[str, Any]) -> MeasureRequest:
+    """What `measure` and `run` share, from the options click parsed for them: run_options,
+    location_options, the budget file, template_dir, metric_options and tracker_options."""
+    from co2gate.app.inputs import LocationOptions
+    from co2gate.app.measure import MeasureRequest
+
+    o = options
+    requests, unit = _work(o["requests"], o["units"], o["unit"])
+    return MeasureRequest(
+        o["command"],
+        o["out"],
+        o["label"],
+        o["workload"],
+        requests,
+        LocationOptions(o["country"], o["region"], o["cloud"], o["intensity"], o["pue"]),
+        o["budget_file"],
+        o["template_dir"],
+        unit,
+        o["metric"],
+        o["metrics_file"],
+        _targets(o["mlflow"], o["wandb"], o["prometheus_textfile"], o["prometheus_pushgateway"]),
+    )
+
+
 def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     """'90m', '3h', '1d': a duration (timedelta), parsed by grid.schedule."""
     if value is None:
@@ -394,28 +419,7 @@ def cli() -> None:
 @metric_options
 @tracker_options
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def measure(
-    out: Path,
-    label: str | None,
-    workload: str,
-    requests: int | None,
-    units: int | None,
-    unit: str | None,
-    country: str | None,
-    region: str | None,
-    cloud: str | None,
-    intensity: float | None,
-    pue: float | None,
-    budget_file: Path,
-    template_dir: Path | None,
-    metric: tuple[str, ...],
-    metrics_file: Path | None,
-    mlflow: bool,
-    wandb: bool,
-    prometheus_textfile: Path | None,
-    prometheus_pushgateway: str | None,
-    command: tuple[str, ...],
-) -> None:
+def measure(**options: Any) -> None:
     """Run COMMAND and measure the energy it draws and the CO2e it emits.
 
     COMMAND's output, exit code and signals pass through untouched; co2gate's own lines
@@ -428,28 +432,9 @@ def measure(
     Example:
       co2gate measure --country FRA -- python train.py --epochs 3
     """
-    from co2gate.app.inputs import LocationOptions
-    from co2gate.app.measure import MeasureRequest
     from co2gate.app.measure import measure as measure_only
 
-    where = LocationOptions(country, region, cloud, intensity, pue)
-    requests, unit = _work(requests, units, unit)
-    targets = _targets(mlflow, wandb, prometheus_textfile, prometheus_pushgateway)
-    request = MeasureRequest(
-        command,
-        out,
-        label,
-        workload,
-        requests,
-        where,
-        budget_file,
-        template_dir,
-        unit,
-        metric,
-        metrics_file,
-        targets,
-    )
-    _finish(measure_only(request, os.environ, _say))
+    _finish(measure_only(_measure_request(options), os.environ, _say))
 
 
 @cli.command(context_settings={"allow_interspersed_args": False})
@@ -551,42 +536,7 @@ def measure(
     "where waiting is billed and a job stops after 6 h.",
 )
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(
-    out: Path,
-    label: str | None,
-    workload: str,
-    requests: int | None,
-    units: int | None,
-    unit: str | None,
-    country: str | None,
-    region: str | None,
-    cloud: str | None,
-    intensity: float | None,
-    pue: float | None,
-    budget_file: Path,
-    no_record: bool,
-    template_dir: Path | None,
-    comment: bool,
-    comment_author: str | None,
-    preflight: bool,
-    max_kg: float | None,
-    grace: float,
-    heartbeat: float | None,
-    metric: tuple[str, ...],
-    metrics_file: Path | None,
-    mlflow: bool,
-    wandb: bool,
-    prometheus_textfile: Path | None,
-    prometheus_pushgateway: str | None,
-    start_within: Any,
-    duration: Any,
-    pause_above: float | None,
-    deadline: Any,
-    pause_signal: int | None,
-    pause_grace: Any,
-    force_hosted: bool,
-    command: tuple[str, ...],
-) -> None:
+def run(**options: Any) -> None:
     """Run COMMAND, measure it, check it against the budget and record it.
 
     The budget file is read and checked before COMMAND starts. Exit code: COMMAND's own
@@ -601,39 +551,30 @@ def run(
     Example:
       co2gate run --workload training -- python train.py --epochs 3
     """
-    from co2gate.app.inputs import LocationOptions
-    from co2gate.app.measure import MeasureRequest
     from co2gate.app.run import CarbonOptions, RunRequest
     from co2gate.app.run import run as run_gated
 
-    where = LocationOptions(country, region, cloud, intensity, pue)
-    requests, unit = _work(requests, units, unit)
-    targets = _targets(mlflow, wandb, prometheus_textfile, prometheus_pushgateway)
-    measure = MeasureRequest(
-        command,
-        out,
-        label,
-        workload,
-        requests,
-        where,
-        budget_file,
-        template_dir,
-        unit,
-        metric,
-        metrics_file,
-        targets,
-    )
+    o = options
+    grace = o["pause_grace"]
     carbon = CarbonOptions(
-        start_within,
-        duration,
-        pause_above,
-        deadline,
-        pause_signal,
-        0.0 if pause_grace is None else pause_grace.total_seconds(),
-        force_hosted,
+        o["start_within"],
+        o["duration"],
+        o["pause_above"],
+        o["deadline"],
+        o["pause_signal"],
+        0.0 if grace is None else grace.total_seconds(),
+        o["force_hosted"],
     )
     request = RunRequest(
-        measure, no_record, comment, comment_author, preflight, max_kg, grace, heartbeat, carbon
+        _measure_request(options),
+        o["no_record"],
+        o["comment"],
+        o["comment_author"],
+        o["preflight"],
+        o["max_kg"],
+        o["grace"],
+        o["heartbeat"],
+        carbon,
     )
     _finish(run_gated(request, os.environ, _say))
 
