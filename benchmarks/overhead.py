@@ -6,9 +6,11 @@ alternating, --runs times each. Printed (medians):
 - co2gate's own CPU time: the wrapped process tree's CPU time less the command's own
   (as the kernel reported it to co2gate through wait4);
 - how much of that grows with the command's length (30 s vs 5 s);
-- start delay: from spawning to the command's first statement, bare vs wrapped, and the
-  floor beside them: an interpreter that only imports click and the standard modules a
-  wrapper needs, then spawns the command (what any click-based wrapper pays on this machine);
+- start delay: from spawning to the command's first statement, bare vs wrapped (co2gate
+  starts the command before importing click or its own rooms: co2gate/launch.py), and beside
+  them co2gate with CO2GATE_CHECK_FIRST=1 (every check before the command starts, the path
+  pull requests take) and the floor of that design: an interpreter that only imports click
+  and the standard modules a wrapper needs, then spawns the command;
 - exit latency: from the command's last statement to co2gate's exit;
 - peak RSS: the largest resident set in the run's process tree (co2gate or the command).
 The command stamps its first and last statements with time.monotonic(), which on Linux is
@@ -65,15 +67,18 @@ FLOOR = (
 )
 
 
-def one_run(seconds: float, wrapped: bool, work: Path, floor: bool = False) -> Sample:
+def one_run(
+    seconds: float, wrapped: bool, work: Path, floor: bool = False, check_first: bool = False
+) -> Sample:
     stamps, out = work / "stamps", work / "out"
     command = [sys.executable, "-c", COMMAND, str(seconds), str(stamps)]
     if wrapped:
         command = [sys.executable, "-m", "co2gate", "measure", "--out", str(out), "--", *command]
     elif floor:
         command = [sys.executable, "-c", FLOOR, *command]
+    env = {**os.environ, "CO2GATE_CHECK_FIRST": "1" if check_first else ""}
     t0 = time.monotonic()
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     t1 = time.monotonic()
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -109,6 +114,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}\n")
     results: dict[float, dict[bool, list[Sample]]] = {}
     floors: list[float] = []  # start delays under FLOOR, one beside each pair
+    first: list[float] = []  # start delays with CO2GATE_CHECK_FIRST=1, one beside each pair
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         one_run(0.5, True, work)  # warm the file cache for both kinds
@@ -118,6 +124,7 @@ def main() -> None:
                 for wrapped in (False, True):
                     results[seconds][wrapped].append(one_run(seconds, wrapped, work))
                 floors.append(one_run(0.1, False, work, floor=True).start_delay_s)
+                first.append(one_run(0.1, True, work, check_first=True).start_delay_s)
 
     header = (
         f"{'command':>8} {'bare wall':>10} {'wrapped':>10} {'added wall':>11} "
@@ -142,11 +149,13 @@ def main() -> None:
             f"{delay_w - delay_b:>6.3f}s {median([w.exit_latency_s for w in wrapped]):>12.3f}s "
             f"{rss_w:>7.0f}MB {rss_b:>6.0f}MB"
         )
+    bare_delay = median(bare_delays)
+    launched, checked = median(wrapped_delays) - bare_delay, median(first) - bare_delay
     print(
-        f"\nstart delay floor (an interpreter importing click and the modules co2gate needs "
-        f"to spawn, {len(floors)} runs): {median(floors):.3f} s, "
-        f"{median(floors) - median(bare_delays):.3f} s over bare; "
-        f"co2gate adds {median(wrapped_delays) - median(floors):.3f} s above that floor"
+        f"\nstart delay added, {len(first)} runs each: co2gate {launched:.3f} s; with "
+        f"CO2GATE_CHECK_FIRST=1 {checked:.3f} s; the floor of checking first (an interpreter "
+        f"importing click and the modules a wrapper needs, then spawning) "
+        f"{median(floors) - bare_delay:.3f} s"
     )
     growth = (own_cpu[args.long] - own_cpu[args.short]) / (args.long - args.short)
     print(

@@ -42,6 +42,24 @@ def co2gate() -> CliRun:
     return run
 
 
+# co2gate/launch.py starts the command of `measure` and `run` before the CLI checks the line;
+# when the CLI refuses it, the command is stopped at once and a last line says so.
+STOPPED = "nothing was measured (co2gate checks its options and budget file while"
+
+
+def refusal(stderr: str) -> str:
+    """stderr without launch.py's last line about the command it stopped, if there is one."""
+    lines = stderr.splitlines(keepends=True)
+    if lines and STOPPED in lines[-1]:
+        lines.pop()
+    return "".join(lines)
+
+
+def late(marker: os.PathLike[str] | str) -> list[str]:
+    """A command that creates marker 5 s after it starts: a refused line stops it long before."""
+    return [sys.executable, "-c", f"import time; time.sleep(5); open({str(marker)!r}, 'w')"]
+
+
 def in_process(args: list[str], env: Mapping[str, str] | None) -> subprocess.CompletedProcess[Any]:
     from click.testing import CliRunner
 

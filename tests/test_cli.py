@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-from conftest import CliRun
+from conftest import CliRun, late, refusal
 
 from co2gate import __version__
 from co2gate.cli import cli
@@ -46,7 +46,7 @@ def test_bad_input_is_exit_2_and_the_command_never_runs(
 ) -> None:
     marker = tmp_path / "ran"
     out = str(tmp_path / "out")
-    result = co2gate("measure", "--out", out, *args, "--", PY, "-c", f"open({str(marker)!r}, 'w')")
+    result = co2gate("measure", "--out", out, *args, "--", *late(marker))
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -58,9 +58,9 @@ def test_unusable_out_dir_is_exit_2_before_the_command(co2gate: CliRun, tmp_path
     blocker.write_text("")
     marker = tmp_path / "ran"
     out = str(blocker / "out")
-    result = co2gate("measure", "--out", out, "--", PY, "-c", f"open({str(marker)!r}, 'w')")
+    result = co2gate("measure", "--out", out, "--", *late(marker))
     assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0 and "--out" in result.stderr
+    assert refusal(result.stderr).strip().count("\n") == 0 and "--out" in result.stderr
     assert not marker.exists()
 
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CliRun
+from conftest import CliRun, late, refusal
 from fakegithub import FakeGitHub
 from markdown_it import MarkdownIt
 from mdcheck import problems
@@ -139,10 +139,15 @@ def local_env() -> dict[str, str]:
     }
 
 
+# In a command: wait until co2gate has made the output directory, as it does while the
+# command starts (co2gate/launch.py), so that what the command does to it comes after.
+AFTER_OUT = f"import os, time\nwhile not os.path.isdir({REPORT!r}): time.sleep(0.01)\n"
+
+
 def one_error_line(result: subprocess.CompletedProcess[str], *names: str) -> str:
     assert result.returncode == 2, result.stderr
     no_traceback(result.stderr)
-    (line,) = result.stderr.splitlines()
+    (line,) = refusal(result.stderr).splitlines()
     assert line.startswith("Error: ") and all(name in line for name in names), line
     return line
 
@@ -219,10 +224,10 @@ def test_a_ledger_path_the_file_system_cannot_hold_is_refused_before_the_command
     (repo / ".github" / "carbon-budget.yml").write_text(
         BUDGET.replace("path: ledger", f"path: {path}")
     )
-    for args in (["run", "--", PY, "-c", "print('ran')"], ["budget"]):
+    for args in (["run", "--", *late(repo / "ran")], ["budget"]):
         result = co2gate(*args, env=local_env())
         line = one_error_line(result, "carbon-budget.yml", "ledger.path", problem)
-        assert len(line) < 300 and result.stdout == ""
+        assert len(line) < 300 and result.stdout == "" and not (repo / "ran").exists()
 
 
 def base_pr(step: Step, text: str) -> None:
@@ -370,8 +375,8 @@ def test_a_full_disk_after_the_command_keeps_its_exit_code_and_leaves_no_stray(
 def test_an_out_dir_the_command_took_away_keeps_the_exit_code_and_the_ledger_entry(
     co2gate: CliRun, repo: Path, code: int, expected: int
 ) -> None:
-    gone = (
-        f"import os, shutil; shutil.rmtree('{REPORT}'); open('{REPORT}', 'w').close(); exit({code})"
+    gone = AFTER_OUT + (
+        f"import shutil; shutil.rmtree('{REPORT}'); open('{REPORT}', 'w').close(); exit({code})"
     )
     result = co2gate("run", "--", PY, "-c", gone, env=local_env())
     no_traceback(result.stderr)
@@ -559,7 +564,7 @@ def without_root_overrides() -> None:
 def test_an_out_dir_made_read_only_during_the_command_is_lines_not_a_traceback(
     repo: Path,
 ) -> None:
-    lock = f"import os; os.chmod('{REPORT}', 0o500); print('ran'); exit(5)"
+    lock = AFTER_OUT + f"os.chmod('{REPORT}', 0o500); print('ran'); exit(5)"
     result = subprocess.run(
         [PY, "-m", "co2gate", "run", "--", PY, "-c", lock],
         env=local_env(),

@@ -13,7 +13,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from conftest import CliRun
+from conftest import CliRun, late
 
 from co2gate import budget as budgets
 from co2gate import guard
@@ -448,6 +448,6 @@ def test_cli_without_a_cap_there_is_no_guard(co2gate: CliRun, repo: Path) -> Non
 )
 def test_cli_refuses_bad_guard_options(co2gate: CliRun, repo: Path, args: list[str]) -> None:
     write_budget(repo)
-    result = co2gate("run", *args, "--", PY, "-c", "open('ran', 'w')")
+    result = co2gate("run", *args, "--", *late("ran"))
     assert result.returncode == 2
     assert not (repo / "ran").exists()

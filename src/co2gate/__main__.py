@@ -1,3 +1,3 @@
-from co2gate.cli import main
+from co2gate.launch import main
 
 main()

@@ -861,7 +861,7 @@ def read_text(path: Path) -> str:
         # O_NONBLOCK: opening a FIFO does not wait for a writer (it is refused below).
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise _refused(source, "", "not found (create one with co2gate init)") from None
+        raise _refused(source, "", NOT_FOUND) from None
     except OSError as e:
         raise _refused(source, "", f"cannot be read: {e.strerror or e}") from None
     try:
@@ -879,6 +879,17 @@ def read_text(path: Path) -> str:
     if len(data) > MAX_FILE_BYTES:
         raise _refused(source, "", _too_big(max(size, len(data))))
     return decode(data, source)
+
+
+NOT_FOUND: Final = "not found (create one with co2gate init)"
+
+
+def read_before(path: Path, data: bytes | None) -> str:
+    """read_text() of a file read earlier, as `data` (None: there was none): co2gate/launch.py
+    reads the budget file before the command starts, so the command cannot change it."""
+    if data is None:
+        raise _refused(str(path), "", NOT_FOUND)
+    return decode(data, str(path))
 
 
 def decode(data: bytes, source: str) -> str:

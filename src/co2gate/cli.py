@@ -27,6 +27,7 @@ from co2gate.starter import DEFAULT_ANNUAL_KG, DEFAULT_RUN, DEFAULT_WORKFLOW_FIL
 if TYPE_CHECKING:
     from co2gate.app import Outcome
     from co2gate.app.measure import MeasureRequest
+    from co2gate.spawn import Started
     from co2gate.trackers import Targets
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -347,6 +348,22 @@ def _measure_request(options: Mapping[str, Any]) -> MeasureRequest:
     )
 
 
+def _started(options: Mapping[str, Any]) -> Started | None:
+    """The command co2gate/launch.py started before click read the line, if it did; refuses
+    (a bug) when the two read the command or the budget file differently."""
+    started: Started | None = click.get_current_context().obj
+    if started is None:
+        return None
+    budget_file = started.budget_before[0] if started.budget_before else None
+    if (
+        started.argv != tuple(options["command"])
+        or budget_file is None
+        or (Path(budget_file) != options["budget_file"])
+    ):
+        raise RuntimeError("co2gate's launcher and its CLI read the command line differently")
+    return started
+
+
 def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     """'90m', '3h', '1d': a duration (timedelta), parsed by grid.schedule."""
     if value is None:
@@ -434,7 +451,7 @@ def measure(**options: Any) -> None:
     """
     from co2gate.app.measure import measure as measure_only
 
-    _finish(measure_only(_measure_request(options), os.environ, _say))
+    _finish(measure_only(_measure_request(options), os.environ, _say, _started(options)))
 
 
 @cli.command(context_settings={"allow_interspersed_args": False})
@@ -576,7 +593,7 @@ def run(**options: Any) -> None:
         o["heartbeat"],
         carbon,
     )
-    _finish(run_gated(request, os.environ, _say))
+    _finish(run_gated(request, os.environ, _say, _started(options)))
 
 
 @cli.command()
@@ -1014,10 +1031,11 @@ def _stdout_file() -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
 
 
-def main() -> None:
+def main(started: Started | None = None) -> None:
+    """The command line; `started`: the command co2gate/launch.py has started already."""
     tokens.watch(os.environ)  # a token in the environment is masked in every line
     try:
-        cli(prog_name="co2gate")
+        cli(prog_name="co2gate", obj=started)
     except Exception as e:  # a bug: one line, the traceback only on request
         if os.environ.get("CO2GATE_DEBUG"):
             import traceback

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import resource
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,13 +23,11 @@ from typing import TYPE_CHECKING
 from co2gate.errors import InputError
 from co2gate.guard import Guard, GuardStop
 from co2gate.measure.interface import Meter, MeterError, Reading
+from co2gate.spawn import FORWARDED, Started, signal_name, start
 from co2gate.tokens import child_environment
 
 if TYPE_CHECKING:
     from co2gate.pause import Pauser, PauseReport
-
-# GitHub cancels a job with SIGINT, then SIGTERM 7.5 s later; a terminal sends SIGHUP/SIGQUIT.
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 MeterFactory = Callable[[], "Meter | None"]
 
@@ -79,27 +74,32 @@ def run_measured(
 class Supervisor:
     """Owns the child's lifetime. Signals stay forwarded, or deferred once the child is gone,
     until the `with` block ends: wrap the writing of results in it so a late SIGTERM cannot
-    lose what was measured."""
+    lose what was measured. `started`: the command, already started (co2gate/launch.py), to
+    watch instead of starting it."""
 
     def __init__(
-        self, argv: Sequence[str], guard: Guard | None = None, pauser: Pauser | None = None
+        self,
+        argv: Sequence[str],
+        guard: Guard | None = None,
+        pauser: Pauser | None = None,
+        started: Started | None = None,
     ) -> None:
         self.argv = tuple(argv)
         self.guard = guard
         self.pauser = pauser
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: Started | None = None
+        self._started = started
         self._exited = False  # the child has exited (it may not be reaped yet); under _lock
         self._lock = threading.Lock()
-        self.forwarded: list[str] = []
         self._early: list[int] = []  # signals that came before the child existed
         self._previous: dict[int, object] = {}
-        self._terminal: int | None = None
 
     def __enter__(self) -> Supervisor:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._give_back_terminal()
+        if self.proc is not None:
+            self.proc.give_back_terminal()
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
 
@@ -113,13 +113,18 @@ class Supervisor:
         # child exists is held and delivered as soon as it does.
         for signum in FORWARDED:
             self._previous[signum] = signal.signal(signum, self._forward)
-        started_at, t0 = datetime.now(timezone.utc), time.monotonic()
-        self.proc = _spawn(self.argv)
+        if self._started is None:
+            self.proc = _spawn(self.argv)
+            self.proc.take_terminal()
+        else:
+            self.proc = self._started
+        self.proc.claimed = True
+        started_at = datetime.fromtimestamp(self.proc.started_at, timezone.utc)
+        t0 = self.proc.t0
         for early in self._early:
-            self._signal_group(self.proc, early)
+            self.proc.signal(early)
             if self.pauser is not None:
                 self.pauser.release()
-        self._take_terminal()
         outcomes = [_start_in_background(factory, t0) for factory in sources]
         for task in beside:
             threading.Thread(target=_warm, args=(task,), name="co2gate-warm", daemon=True).start()
@@ -131,22 +136,21 @@ class Supervisor:
         _wait_exit(self.proc.pid)
         with self._lock:  # from here the guard signals nothing: the pid is about to be freed
             self._exited = True
-        _, status, usage = _wait4(self.proc.pid)
+        status, usage = self.proc.wait4()
         duration, ended_at = time.monotonic() - t0, datetime.now(timezone.utc)
         code = os.waitstatus_to_exitcode(status)
-        self.proc.returncode = code
-        self._give_back_terminal()
+        self.proc.give_back_terminal()
         stopped = self.guard.end() if self.guard is not None else None
         pauses = self.pauser.end() if self.pauser is not None else None
 
         for outcome in outcomes:
             _stop(outcome)
-        died_of = _signal_name(-code) if code < 0 else None
+        died_of = signal_name(-code) if code < 0 else None
         result = ChildResult(
             argv=self.argv,
             exit_code=128 - code if code < 0 else code,
             signal=died_of,
-            forwarded=tuple(self.forwarded),
+            forwarded=tuple(self.proc.forwarded),
             started_at=started_at,
             ended_at=ended_at,
             duration_s=duration,
@@ -168,50 +172,22 @@ class Supervisor:
         proc = self.proc
         if proc is None:
             self._early.append(signum)
-        elif proc.returncode is None:
-            self._signal_group(proc, signum)
+        elif not proc.reaped:
+            proc.signal(signum)
             if self.pauser is not None:  # a stopped command would not see the signal
                 self.pauser.release()
         # else the child is gone: co2gate finishes writing what it measured
 
-    def _signal_group(self, proc: subprocess.Popen[bytes], signum: int) -> None:
-        self.forwarded.append(_signal_name(signum))
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signum)
 
-    def _take_terminal(self) -> None:
-        """Make the child the terminal's foreground job, as a shell would, so it can read
-        the terminal and gets Ctrl-C itself. Nothing to do in CI, where there is no terminal."""
-        assert self.proc is not None
-        try:
-            if not os.isatty(0) or os.tcgetpgrp(0) != os.getpgrp():
-                return
-            with _ignoring(signal.SIGTTOU):
-                os.tcsetpgrp(0, self.proc.pid)
-            self._terminal = os.getpgrp()
-        except OSError:
-            return
-
-    def _give_back_terminal(self) -> None:
-        if self._terminal is None:
-            return
-        with contextlib.suppress(OSError), _ignoring(signal.SIGTTOU):
-            os.tcsetpgrp(0, self._terminal)
-        self._terminal = None
-
-
-def _spawn(argv: tuple[str, ...]) -> subprocess.Popen[bytes]:
+def _spawn(argv: tuple[str, ...]) -> Started:
     if not argv:
         raise CommandError(
             "no command given: put it after --, e.g. co2gate measure -- python train.py"
         )
-    group: dict[str, object] = (
-        {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
-    )
     # No GitHub token reaches the command through its environment (tokens.CHILD_DROPPED).
     env = child_environment(os.environ)
     try:
-        return subprocess.Popen(argv, env=env, **group)  # type: ignore[call-overload,no-any-return]
+        return start(argv, env)
     except FileNotFoundError as e:
         raise CommandError(f"cannot start {argv[0]!r}: command not found") from e
     except PermissionError as e:
@@ -220,23 +196,11 @@ def _spawn(argv: tuple[str, ...]) -> subprocess.Popen[bytes]:
         raise CommandError(f"cannot start {argv[0]!r}: {e.strerror or e}") from e
 
 
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
-
-
 def _wait_exit(pid: int) -> None:
     """Wait for the child to exit without reaping it: until it is reaped its pid (the process
     group's id) cannot be reused, so a signal sent meanwhile cannot reach a stranger."""
     if hasattr(os, "waitid"):  # not on macOS before Python 3.13: wait4 alone then
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-
-
-def _wait4(pid: int) -> tuple[int, int, resource.struct_rusage]:
-    # Signal handlers run between retries: PEP 475 restarts the wait after each.
-    return os.wait4(pid, 0)
 
 
 def _start_in_background(factory: MeterFactory, t0: float) -> MeterOutcome:
@@ -295,15 +259,6 @@ def _stop(outcome: MeterOutcome) -> None:
         outcome.error = f"{type(e).__name__}: {e}"
 
 
-@contextlib.contextmanager
-def _ignoring(signum: int) -> Iterator[None]:
-    previous = signal.signal(signum, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signum, previous)
-
-
 class Cancelled(BaseException):
     """A cancelling signal came while co2gate waited on the network after the command.
 
@@ -316,13 +271,16 @@ class AfterCommand:
     never fatal. One that comes while co2gate waits on the network (`waiting()`) ends that
     wait with Cancelled, and every later wait is skipped at once, so what is left to write
     (verdict.json, report.md, the summary, the outputs) is written before the runner's
-    SIGKILL. Enter it before the command starts: the Supervisor's handlers come back to it.
+    SIGKILL. Enter it before the Supervisor starts: the Supervisor's handlers come back to it.
+    A command already started (`started`) is sent the signals that come before its Supervisor
+    watches it.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-    def __init__(self) -> None:
+    def __init__(self, started: Started | None = None) -> None:
         self.got: str | None = None  # the first cancelling signal, by name
+        self._started = started  # a command started before this was entered (launch.py)
         self._waiting = False
         self._previous: dict[int, object] = {}
 
@@ -338,7 +296,11 @@ class AfterCommand:
         self._previous.clear()
 
     def _note(self, signum: int, _frame: FrameType | None) -> None:
-        self.got = self.got or _signal_name(signum)
+        started = self._started
+        if started is not None and not started.claimed:  # its Supervisor is not watching yet
+            started.signal(signum)
+            return
+        self.got = self.got or signal_name(signum)
         if self._waiting:
             self._waiting = False
             raise Cancelled(self.got)

@@ -11,16 +11,15 @@ writers of stderr lines, report files, runner files and comment bodies call `mas
 
 from __future__ import annotations
 
-import base64
-import html
-import json
 import os
-import re
 import threading
 from collections.abc import Iterable, Mapping
-from urllib.parse import quote, quote_plus
 
 from co2gate.errors import InputError
+
+TYPE_CHECKING = False  # typing's, without importing typing or re before the command starts
+if TYPE_CHECKING:
+    import re
 
 TOKEN_FILE = "CO2GATE_TOKEN_FILE"
 # Variables that hold a GitHub token for co2gate, gh or git credential helpers; and the
@@ -39,6 +38,7 @@ MIN_FORM = 4  # shorter forms (a base64 piece of a tiny value) would mask ordina
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
+_unformed: list[str] = []  # registered, their forms not worked out yet (at the first mask)
 _forms: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 _from_files: dict[str, str] = {}  # token file path -> what it held (the file is gone)
@@ -106,13 +106,14 @@ def _read_file(path: str) -> str:
 
 
 def register(secret: str) -> None:
-    """Mask secret (as given and stripped, in every form) from now on."""
+    """Mask secret (as given and stripped, in every form) from now on. Cheap: its forms are
+    worked out when text is first masked (co2gate/launch.py registers before the command)."""
     global _pattern
     if not secret.strip() or secret in _secrets:
         return
     with _lock:
         _secrets.add(secret)
-        _forms.update(f for f in forms(secret) if len(f) >= MIN_FORM)
+        _unformed.append(secret)
         _pattern = None
 
 
@@ -127,6 +128,10 @@ def forms(secret: str) -> set[str]:
     repr, JSON or URL encoding; then as is, JSON-escaped again, Markdown-escaped (as
     report.md escapes text), HTML-escaped or escaped for a workflow command; and base64,
     at each of the three alignments it can have inside a longer encoded text."""
+    import html
+    import json
+    from urllib.parse import quote, quote_plus
+
     bases = {secret, secret.strip()} - {""}
     inner: set[str] = set()
     for s in bases:
@@ -144,21 +149,28 @@ def forms(secret: str) -> set[str]:
 def _compiled() -> re.Pattern[str] | None:
     global _pattern
     with _lock:
+        for secret in _unformed:
+            _forms.update(f for f in forms(secret) if len(f) >= MIN_FORM)
+        _unformed.clear()
         if _pattern is None and _forms:
             ordered = sorted(_forms, key=len, reverse=True)  # the longest form wins
+            import re  # here, not before the command starts (co2gate/launch.py)
+
             _pattern = re.compile("|".join(re.escape(f) for f in ordered))
         return _pattern
 
 
 # report.md's escaping (report.md()): line breaks become spaces, &<> entities, punctuation
 # that could start markup backslash-escaped, @ followed by a zero-width space.
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~#])")
+_MD_SPECIAL = r"([\\`*_\[\]|~#])"
 
 
 def _markdown(s: str) -> str:
     s = " ".join(s.splitlines())
     s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MD_SPECIAL.sub(r"\\\1", s).replace("@", "@\u200b")
+    import re
+
+    return re.sub(_MD_SPECIAL, r"\\\1", s).replace("@", "@\u200b")
 
 
 def _workflow_data(s: str) -> str:
@@ -172,6 +184,8 @@ def _workflow_property(s: str) -> str:
 def _base64_pieces(data: bytes) -> Iterable[str]:
     """The base64 characters that depend on data alone, for data starting at byte offset 0,
     1 or 2 of a 3-byte group (standard and URL-safe alphabets)."""
+    import base64
+
     n = len(data)
     for shift in range(3):
         encoded = base64.b64encode(b"\0" * shift + data).decode("ascii").rstrip("=")
@@ -187,6 +201,7 @@ def _forget() -> None:
     global _pattern
     with _lock:
         _secrets.clear()
+        _unformed.clear()
         _forms.clear()
         _from_files.clear()
         _pattern = None

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from co2gate import budget as budgets
 from co2gate import tokens
@@ -16,6 +16,9 @@ from co2gate.errors import InputError
 from co2gate.github.context import BASE_COMMIT_EVENTS
 from co2gate.intensity import Location, LocationError, validate
 from co2gate.labels import check_label
+
+if TYPE_CHECKING:
+    from co2gate.spawn import Started
 
 WORKLOAD = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
@@ -94,40 +97,61 @@ def prepare_out_dir(path: Path) -> Path:
     return path
 
 
+def budget_present(path: Path, started: Started | None) -> bool:
+    """Whether there is a budget file (anything at path, which load() may refuse); for a
+    command already started, whether there was one before it started."""
+    if started is not None and started.budget_before is not None:
+        return started.budget_before[1] is not None
+    try:
+        return path.exists() or path.is_symlink()
+    except OSError:  # a name too long: load() says so
+        return True
+
+
 def load_budget(
-    path: Path, ci: Mapping[str, Any] | None, env: Mapping[str, str]
+    path: Path,
+    ci: Mapping[str, Any] | None,
+    env: Mapping[str, str],
+    started: Started | None = None,
 ) -> tuple[budgets.Budget, list[str]]:
     """The budget that judges this run, and notes for the report. Its grid provider's key
     variables are withheld from the command (co2gate alone asks the provider, afterwards).
+    For a command already started (`started`), the file as it was before it started.
 
     On a pull request (and on the other events of BASE_COMMIT_EVENTS: a review, a review
     comment, a merge group) it is the file at the base commit, so a PR cannot raise its own
     budget; a PR that adds the first budget file is judged by it, and the report says so.
     """
-    budget, notes = _budget_for(path, ci, env)
+    before = started.budget_before if started is not None else None
+
+    def read() -> str:
+        return budgets.read_before(path, before[1]) if before else budgets.read_text(path)
+
+    budget, notes = _budget_for(path, ci, env, read)
     grid = budget.intensity
     tokens.withhold(grid.token_env, grid.user_env, grid.password_env)
     return budget, notes
 
 
 def _budget_for(
-    path: Path, ci: Mapping[str, Any] | None, env: Mapping[str, str]
+    path: Path, ci: Mapping[str, Any] | None, env: Mapping[str, str], read: Callable[[], str]
 ) -> tuple[budgets.Budget, list[str]]:
     from co2gate.github.contents import NotReadable, read_at_commit
 
     base_sha = (ci or {}).get("base_sha")
     event = (ci or {}).get("event")
     if not base_sha or event not in BASE_COMMIT_EVENTS:
-        return budgets.load(path), []
+        return budgets.parse(read(), str(path)), []
     try:
         base_text = read_at_commit(path, base_sha, env, budgets.MAX_FILE_BYTES)
     except NotReadable as e:
         raise budgets.BudgetError(str(e)) from e
     who = "this merge group" if event == "merge_group" else "this PR"
     if base_text is None:
-        return budgets.load(path), [f"the base commit has no {path}: {who}'s own file applies"]
+        own_file = budgets.parse(read(), str(path))
+        return own_file, [f"the base commit has no {path}: {who}'s own file applies"]
     try:
-        own: str | None = budgets.read_text(path)
+        own: str | None = read()
     except budgets.BudgetError:
         own = None  # not a budget here: the base commit's is the one that applies anyway
     notes = [] if own == base_text else [f"{who} changes {path}; the base commit's budget applies"]

@@ -17,6 +17,7 @@ from co2gate.app import Outcome, Say
 from co2gate.app.grid import Reprice, provider_pricing
 from co2gate.app.inputs import (
     LocationOptions,
+    budget_present,
     check_templates,
     check_workload,
     label_of,
@@ -37,6 +38,7 @@ from co2gate.water import WaterFactors
 if TYPE_CHECKING:
     from co2gate.model import Measurement
     from co2gate.pause import Pauser
+    from co2gate.spawn import Started
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ def measure_command(
     reprice: Reprice | None = None,
     pauser: Pauser | None = None,
     water: WaterFactors | None = None,
+    started: Started | None = None,
 ) -> Measured:
     """Run argv under every energy source present and write emissions.json and emissions.csv.
 
@@ -134,6 +137,7 @@ def measure_command(
     work for the report, done while the command runs. `metrics`: the run's quality figures,
     its file read after the command exits (one that cannot be used is a note, never a loss).
     `reprice`: a live grid signal's pricing (app.grid), applied once the command has exited.
+    `started`: the command, already started by co2gate/launch.py, to measure instead of argv.
     """
     # The Action's token file is read (and deleted) before the command can look for it;
     # one that cannot be read stops here, with nothing started.
@@ -145,7 +149,7 @@ def measure_command(
         sources = default_sources(env, guard.watch.source_interval_s() if guard else None)
     if guard is not None and pauser is not None:
         guard.status = pauser.status  # the heartbeat says when the command is paused
-    with Supervisor(argv, guard, pauser) as supervisor:
+    with Supervisor(argv, guard, pauser, started) as supervisor:
         child, outcomes = supervisor.run(sources, beside)
         from co2gate import emissions, nodes  # the record's modules: after the command
 
@@ -186,16 +190,19 @@ def measure_command(
 _price = functools.cache(intensity.resolve)
 
 
-def measure(request: MeasureRequest, env: Mapping[str, str], say: Say) -> Outcome:
-    """`co2gate measure`: run and measure the command; with a budget file, its location."""
+def measure(
+    request: MeasureRequest, env: Mapping[str, str], say: Say, started: Started | None = None
+) -> Outcome:
+    """`co2gate measure`: run and measure the command; with a budget file, its location.
+    `started`: the command, already started (co2gate/launch.py)."""
     labels = request.labels(env)
     wanted = request.wanted()
-    present = _present(request.budget_file)
+    present = budget_present(request.budget_file, started)
     # Read once, before the command, which could rewrite the event file.
     ci = ci_context(env, need_base=present)
     budget, notes = None, list[str]()
     if present:
-        budget, notes = load_budget(request.budget_file, ci, env)
+        budget, notes = load_budget(request.budget_file, ci, env, started)
         notes.append(f"location and PUE from {budget.source}")
     source = budget.source if budget else None
     location = request.location.over(budget.location if budget else intensity.Location(), source)
@@ -215,6 +222,7 @@ def measure(request: MeasureRequest, env: Mapping[str, str], say: Say) -> Outcom
         beside=[functools.partial(warm_report, request.template_dir)],
         metrics=wanted,
         reprice=provider_pricing(budget, location, env, ci),
+        started=started,
     )
     outcome = measured.outcome()
     from co2gate.app.publish import Options, Run, publish_into  # warm by now
@@ -236,14 +244,6 @@ def track(
 
     for m in measurements:
         outcome.lines.extend(send_all(m, targets, env))
-
-
-def _present(path: Path) -> bool:
-    """Whether there is anything at path: a budget file, or something load() refuses."""
-    try:
-        return path.exists() or path.is_symlink()
-    except OSError:  # a name too long: load() says so
-        return True
 
 
 def warm_report(template_dir: Path | None) -> None:

@@ -29,6 +29,7 @@ from co2gate.runner import AfterCommand
 if TYPE_CHECKING:
     from co2gate.grid.signal import Series
     from co2gate.pause import Pauser
+    from co2gate.spawn import Started
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,11 @@ class CarbonOptions:
     force_hosted: bool = False
 
 
-def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
-    """Measure, check, record and report one command.
+def run(
+    request: RunRequest, env: Mapping[str, str], say: Say, started: Started | None = None
+) -> Outcome:
+    """Measure, check, record and report one command (`started`: already started, by
+    co2gate/launch.py, which leaves --preflight and the carbon-aware options to this path).
 
     Exit code: the command's own when it failed (a command the guard stopped at its cap fails
     the gate: 1, not its signal's 143), else 1 when the gate fails, else 2 when the run could
@@ -68,7 +72,7 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
     labels = m.labels(env)
     wanted = m.wanted()
     ci = ci_context(env)  # read once, before the command, which could rewrite the event file
-    budget, notes = load_budget(m.budget_file, ci, env)
+    budget, notes = load_budget(m.budget_file, ci, env, started)
     budgets.allocation_kg(budget, labels.workload)
     location = m.location.over(budget.location, budget.source)
     check_templates(m.template_dir)
@@ -80,16 +84,16 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
             return refused
     pauser = None
     if request.carbon is not None:
-        started = _carbon_aware(request.carbon, budget, env, say, _heartbeat(request, env))
-        if isinstance(started, Outcome):
-            return started
-        pauser = started
+        waited = _carbon_aware(request.carbon, budget, env, say, _heartbeat(request, env))
+        if isinstance(waited, Outcome):
+            return waited
+        pauser = waited
     watch = Watch(
         limit_kg=budgets.run_limit_kg(budget, labels.workload, request.max_kg),
         grace_s=request.grace_s,
         heartbeat_s=_heartbeat(request, env),
     )
-    with AfterCommand() as after:  # a cancelled job still gets its verdict and report
+    with AfterCommand(started) as after:  # a cancelled job still gets its verdict and report
         measured = measure_command(
             m.command,
             location=location,
@@ -105,6 +109,7 @@ def run(request: RunRequest, env: Mapping[str, str], say: Say) -> Outcome:
             metrics=wanted,
             reprice=provider_pricing(budget, location, env, ci),
             pauser=pauser,
+            started=started,
         )
         from co2gate.app.gate import Cancellable, gate_into, should_record  # after the command
 
