@@ -294,3 +294,18 @@ def test_the_command_starts_before_click_and_co2gates_rooms_are_imported(tmp_pat
     }
     later = {"click", "typing", "dataclasses", "json", "re", "pathlib", "subprocess", "yaml"}
     assert loaded.isdisjoint(later), sorted(loaded & later)
+
+
+def test_a_co2gate_that_cannot_load_its_cli_stops_the_command_it_started(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    (broken / "click").mkdir(parents=True)
+    (broken / "click" / "__init__.py").write_text("raise ImportError('click is broken')\n")
+    marker = tmp_path / "late"
+    src = str(Path(launch.__file__).parents[1])
+    env = _env(tmp_path, PYTHONPATH=f"{broken}{os.pathsep}{src}")
+    code = f"import time; time.sleep(5); open({str(marker)!r}, 'w')"
+    result = _co2gate(tmp_path, "measure", "--", PY, "-c", code, env=env)
+    assert result.returncode != 0
+    assert "click is broken" in result.stderr
+    assert "co2gate: stopped the command" in result.stderr  # then Python's traceback
+    assert not marker.exists()

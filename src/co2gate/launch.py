@@ -171,24 +171,21 @@ def check_first(env: Mapping[str, str]) -> bool:
 
 def main() -> None:
     started = None if check_first(os.environ) else _start(sys.argv[1:])
-    from co2gate.cli import main as cli_main
-
     if started is None:
+        from co2gate.cli import main as cli_main
+
         cli_main()
         return
     try:
-        cli_main(started)
-    finally:
-        if not started.claimed:  # refused before co2gate watched it: nothing is measured
-            what = started.stop()
-            from co2gate import lines
+        from co2gate.cli import main as cli_main  # the rest of co2gate, while the command starts
 
+        cli_main(started)
+    finally:  # whatever ends co2gate here (a refusal, a broken install) ends its command too
+        if not started.claimed:
+            what = started.stop()
             sys.stderr.write(
-                lines.line(
-                    f"{what}: nothing was measured (co2gate checks its options and budget "
-                    "file while the command starts; CO2GATE_CHECK_FIRST=1 checks them first)"
-                )
-                + "\n"
+                f"co2gate: {what}: nothing was measured (co2gate checks its options and budget "
+                "file while the command starts; CO2GATE_CHECK_FIRST=1 checks them first)\n"
             )
 
 
