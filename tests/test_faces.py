@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from conftest import CliRun
+from conftest import CliRun, late, refusal
 from test_report import doc
 
 from co2gate.emissions import write_atomic
@@ -166,11 +166,10 @@ def test_location_errors_name_the_option(
 ) -> None:
     marker = tmp_path / "ran"
     result = co2gate(
-        "measure", "--out", str(tmp_path / "out"), *args, "--",
-        PY, "-c", f"open({str(marker)!r}, 'w')", env=base_env(),
+        "measure", "--out", str(tmp_path / "out"), *args, "--", *late(marker), env=base_env(),
     )  # fmt: skip
     assert result.returncode == 2
-    assert start in one_line(result.stderr)
+    assert start in one_line(refusal(result.stderr))
     assert not marker.exists()
 
 
@@ -184,7 +183,7 @@ def test_a_budget_files_bad_location_names_the_file_and_key(
         PY, "-c", "pass", env=base_env(),
     )  # fmt: skip
     assert result.returncode == 2
-    assert f"{budget}: location.country" in one_line(result.stderr)
+    assert f"{budget}: location.country" in one_line(refusal(result.stderr))
 
 
 def test_codecarbon_is_silent_with_the_guard_and_heartbeat_on(

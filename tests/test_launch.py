@@ -115,6 +115,7 @@ def test_read_budget(tmp_path: Path) -> None:
     assert launch.read_budget(str(plain)) == BUDGET.encode()
     assert launch.read_budget(str(tmp_path / "none.yml")) is None
     assert launch.read_budget(str(tmp_path)) is False  # a directory: load() says so
+    assert launch.read_budget("") is False  # the current directory, to click
     keyed = tmp_path / "k.yml"
     keyed.write_text(BUDGET + "intensity: {provider: electricitymaps, token_env: EM_KEY}\n")
     assert launch.read_budget(str(keyed)) is False  # EM_KEY must be withheld: check first

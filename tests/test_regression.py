@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import CliRun
+from conftest import CliRun, late, refusal
 
 from co2gate import regression
 from co2gate.budget import Budget, BudgetError, Verdict, decide, parse
@@ -370,10 +370,10 @@ def test_units_are_one_figure_given_one_way(
     co2gate: CliRun, tmp_path: Path, command: str, options: tuple[str, ...], said: str
 ) -> None:
     marker = tmp_path / "ran"
-    args = (command, "--out", str(tmp_path / "out"), *options, "--", PY, "-c")
-    result = co2gate(*args, f"open({str(marker)!r}, 'w')")
-    assert result.returncode == 2 and not marker.exists()  # refused before the command ran
-    lines = result.stderr.strip().splitlines()
+    args = (command, "--out", str(tmp_path / "out"), *options, "--")
+    result = co2gate(*args, *late(marker))
+    assert result.returncode == 2 and not marker.exists()  # refused, the command stopped
+    lines = refusal(result.stderr).strip().splitlines()
     assert len(lines) == 1 and said in lines[0], result.stderr
 
 

@@ -257,7 +257,7 @@ def _dist(tmp: Path, version: str = "1.2.3", *, drop: str = "", symlink: str = "
         for name in names:
             z.writestr(name, "x")
         z.writestr(f"co2gate-{version}.dist-info/METADATA", f"Name: co2gate\nVersion: {version}\n")
-        scripts = "[console_scripts]\nco2gate = co2gate.cli:main\n"
+        scripts = "[console_scripts]\nco2gate = co2gate.launch:main\n"
         z.writestr(f"co2gate-{version}.dist-info/entry_points.txt", scripts)
     with tarfile.open(dist / f"co2gate-{version}.tar.gz", "w:gz") as t:
         for name in names:

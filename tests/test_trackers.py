@@ -25,7 +25,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import CliRun
+from conftest import CliRun, late
 
 from co2gate import trackers
 from co2gate.model import Measurement
@@ -526,7 +526,7 @@ def test_a_textfile_node_exporter_would_never_read_is_refused_before_the_command
 ) -> None:
     marker = tmp_path / "ran"
     args = ["measure", "--out", str(tmp_path / "out"), "--prometheus-textfile", "x.txt"]
-    result = co2gate(*args, "--", PY, "-c", f"open({str(marker)!r}, 'w')", env=clean_env(tmp_path))
+    result = co2gate(*args, "--", *late(marker), env=clean_env(tmp_path))
     assert result.returncode == 2
     assert ".prom" in result.stderr and not marker.exists()
 
@@ -537,7 +537,7 @@ def test_a_bad_pushgateway_url_is_refused_before_the_command(
 ) -> None:
     marker = tmp_path / "ran"
     args = ["measure", "--out", str(tmp_path / "out"), "--prometheus-pushgateway", url]
-    result = co2gate(*args, "--", PY, "-c", f"open({str(marker)!r}, 'w')", env=clean_env(tmp_path))
+    result = co2gate(*args, "--", *late(marker), env=clean_env(tmp_path))
     assert result.returncode == 2
     assert "--prometheus-pushgateway" in result.stderr and not marker.exists()
 

@@ -67,8 +67,8 @@ def check(dist: Path, version: str | None) -> list[str]:
             problems.append(f"{wheel.name}: no {meta}/METADATA")
         entry_points = f"{meta}/entry_points.txt"
         scripts = z.read(entry_points).decode() if entry_points in names else ""
-        if not re.search(r"^co2gate\s*=\s*co2gate\.cli:main\s*$", scripts, re.MULTILINE):
-            problems.append(f"{wheel.name}: no console script co2gate = co2gate.cli:main")
+        if not re.search(r"^co2gate\s*=\s*co2gate\.launch:main\s*$", scripts, re.MULTILINE):
+            problems.append(f"{wheel.name}: no console script co2gate = co2gate.launch:main")
 
     with tarfile.open(sdist) as t:
         members = {m.name: m for m in t.getmembers()}

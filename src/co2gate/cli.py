@@ -443,7 +443,8 @@ def measure(**options: Any) -> None:
     follow on stderr, and emissions.json, emissions.csv and report.md are written to --out
     (in GitHub Actions also the job summary and step outputs). Where the budget file exists
     its location and PUE apply (read at the base commit on pull requests); nothing is gated
-    or recorded.
+    or recorded. COMMAND starts first and the options are checked while it starts: a refusal
+    stops it (exit 2); CO2GATE_CHECK_FIRST=1 checks them before it starts.
 
     \b
     Example:
@@ -556,10 +557,12 @@ def measure(**options: Any) -> None:
 def run(**options: Any) -> None:
     """Run COMMAND, measure it, check it against the budget and record it.
 
-    The budget file is read and checked before COMMAND starts. Exit code: COMMAND's own
-    when it failed, else 1 when the gate fails, else 2 when the run could not be written or
-    recorded, else 0. A COMMAND that the live guard stopped
-    at its cap (--max-kg, limits[workload]) fails the gate: 1, not its signal's 143.
+    COMMAND starts first: the budget file is read before it starts and checked, with every
+    option, while it starts; a refusal stops it (exit 2). CO2GATE_CHECK_FIRST=1 checks
+    everything before COMMAND starts, as co2gate does on pull requests. Exit code:
+    COMMAND's own when it failed, else 1 when the gate fails, else 2 when the run could not
+    be written or recorded, else 0. A COMMAND that the live guard stopped at its cap
+    (--max-kg, limits[workload]) fails the gate: 1, not its signal's 143.
     verdict.json and report.md join the emissions files in --out; in GitHub Actions the
     report also goes to the job summary and the PR comment, with step outputs and an
     annotation when the gate warns or fails.

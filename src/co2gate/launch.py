@@ -137,6 +137,8 @@ def read_budget(path: str) -> bytes | Literal[False] | None:
     """The budget file's bytes as they are before the command starts; None when there is
     none; False when the CLI's path should read it (anything but a small regular file of
     UTF-8, or one that names a key variable, which must be withheld from the command)."""
+    if not path:  # the CLI reads "" as the current directory, and refuses it
+        return False
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
