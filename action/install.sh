@@ -36,4 +36,8 @@ else
   how=pip
 fi
 rm -rf "$tools"
+# Compile the report's templates beside them, as pip compiles modules (report.Compiled):
+# a speed-up only, so a failure here is none.
+"$venv/bin/python" -c 'from co2gate.report import compile_templates; compile_templates()' \
+  >/dev/null 2>&1 || true
 echo "co2gate $("$venv/bin/co2gate" --version | sed 's/.*version //') installed with $how into $venv"

@@ -105,11 +105,14 @@ def main() -> None:
     args = parser.parse_args()
 
     # As installed and run once: pip compiles co2gate's modules at install, and a runner writes
-    # them on the first start (the action's cached virtualenv keeps them). An editable checkout
-    # under PYTHONDONTWRITEBYTECODE would compile them on every start instead.
+    # them on the first start (the action's cached virtualenv keeps them; action/install.sh
+    # compiles the templates too). An editable checkout under PYTHONDONTWRITEBYTECODE would
+    # compile them on every start instead.
     import co2gate
+    from co2gate.report import compile_templates
 
     compileall.compile_dir(Path(co2gate.__file__).parent, quiet=1)
+    compile_templates()
     print(f"co2gate overhead: {args.runs} runs each, alternating bare and wrapped")
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}\n")
     results: dict[float, dict[bool, list[Sample]]] = {}

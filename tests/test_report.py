@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import sys
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pytest
 from markdown_it import MarkdownIt
 from mdcheck import problems
@@ -371,3 +375,64 @@ def test_templates_ship_inside_the_package() -> None:
 
     shipped = files("co2gate") / "templates"
     assert {"comment.md.j2", "summary.md.j2"} <= {p.name for p in shipped.iterdir()}
+
+
+# ------------------------------------------------------------------ compiled templates
+
+
+@pytest.fixture
+def templates_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """co2gate's templates in a directory of the test's own, with no environment cached."""
+    copy = tmp_path / "templates"
+    shutil.copytree(report.TEMPLATES, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(report, "TEMPLATES", copy)
+    report.environment.cache_clear()
+    yield copy
+    report.environment.cache_clear()
+
+
+def _never_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("compiled from source")
+
+    monkeypatch.setattr(jinja2.Environment, "compile", refuse)
+
+
+def test_compiled_templates_render_as_their_source(
+    templates_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report.compile_templates()
+    assert len(list((templates_copy / "__pycache__").glob("*.cache"))) == len(report.TEMPLATE_NAMES)
+    _never_compile(monkeypatch)  # from here, only the cache can give a template
+    for name in sorted(SCENARIOS):
+        assert SCENARIOS[name]() == (GOLDEN / f"comment-{name}.md").read_text(encoding="utf-8")
+
+
+def test_a_template_that_changed_is_compiled_again(
+    templates_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report.compile_templates()
+    summary = templates_copy / "summary.md.j2"
+    summary.write_text(summary.read_text() + "changed\n")
+    with monkeypatch.context() as patched:
+        _never_compile(patched)
+        with pytest.raises(AssertionError, match="compiled from source"):
+            report.environment().get_template("summary.md.j2")
+    report.environment.cache_clear()
+    report.environment().get_template("summary.md.j2")  # compiled from its new source
+
+
+def test_the_cache_is_written_only_where_it_may_be(
+    templates_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # PYTHONDONTWRITEBYTECODE=1
+    report.environment().get_template("comment.md.j2")
+    assert not (templates_copy / "__pycache__").exists()
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    blocked = report.Compiled()
+    (templates_copy / "blocker").write_text("")
+    blocked.directory = str(templates_copy / "blocker" / "cache")  # cannot be made: no error
+    report._environment(None, blocked).get_template("comment.md.j2")
+    report.environment.cache_clear()
+    report.environment().get_template("comment.md.j2")
+    assert list((templates_copy / "__pycache__").glob("*.cache"))

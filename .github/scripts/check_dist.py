@@ -27,11 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def expected() -> list[str]:
     """The package files that must ship, relative to the package: co2gate/..."""
     names = ["co2gate/__init__.py", "co2gate/cli.py", "co2gate/py.typed"]
-    names += [
-        f"co2gate/templates/{p.relative_to(ROOT / 'templates').as_posix()}"
-        for p in sorted((ROOT / "templates").rglob("*"))
-        if p.is_file()
-    ]
+    names += [f"co2gate/templates/{p.name}" for p in sorted((ROOT / "templates").glob("*.j2"))]
     schemas = ROOT / "src" / "co2gate" / "schemas"
     names += [f"co2gate/schemas/{p.name}" for p in sorted(schemas.glob("*.json"))]
     return names
