@@ -139,8 +139,8 @@ def measure_command(
     `reprice`: a live grid signal's pricing (app.grid), applied once the command has exited.
     `started`: the command, already started by co2gate/launch.py, to measure instead of argv.
     """
-    # The Action's token file is read (and deleted) before the command can look for it;
-    # one that cannot be read stops here, with nothing started.
+    # The Action's token file is read (and deleted) before the command can look for it
+    # (by launch.py, when it started the command); one that cannot be read stops here.
     github_token(env)
     guard = None
     if watch is not None and watch.wanted:
@@ -198,7 +198,8 @@ def measure(
     labels = request.labels(env)
     wanted = request.wanted()
     present = budget_present(request.budget_file, started)
-    # Read once, before the command, which could rewrite the event file.
+    # Read once. On the events that take anything from the event file (pull requests) this is
+    # before the command, which could rewrite it: launch.py leaves those to this path.
     ci = ci_context(env, need_base=present)
     budget, notes = None, list[str]()
     if present:

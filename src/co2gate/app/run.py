@@ -71,7 +71,7 @@ def run(
     m = request.measure
     labels = m.labels(env)
     wanted = m.wanted()
-    ci = ci_context(env)  # read once, before the command, which could rewrite the event file
+    ci = ci_context(env)  # read once; before the command where the event file matters (launch.py)
     budget, notes = load_budget(m.budget_file, ci, env, started)
     budgets.allocation_kg(budget, labels.workload)
     location = m.location.over(budget.location, budget.source)
