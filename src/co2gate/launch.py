@@ -182,8 +182,8 @@ def main() -> None:
         from co2gate.cli import main as cli_main  # the rest of co2gate, while the command starts
 
         cli_main(started)
-    finally:  # whatever ends co2gate here (a refusal, a broken install) ends its command too
-        if not started.claimed:
+    finally:  # whatever ends co2gate before its command (a refusal, a broken install) ends it
+        if not started.reaped:
             what = started.stop()
             sys.stderr.write(
                 f"co2gate: {what}: nothing was measured (co2gate checks its options and budget "

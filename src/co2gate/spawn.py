@@ -63,17 +63,18 @@ class Started:
         if self.reaped:
             return "the command had ended"
         ran = time.monotonic() - self.t0
-        if _exited(self.pid):
-            self.wait4()
-            self.give_back_terminal()
-            return f"the command had ended after {ran:.2f} s"
-        _killpg(self.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while not _exited(self.pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        _killpg(self.pid, signal.SIGKILL)  # the rest of its group: the pid is not reaped yet
+        ended = _exited(self.pid)
+        if not ended:
+            _killpg(self.pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace_s
+            while not _exited(self.pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        # What is left of its group; the leader is not reaped yet, so the group id is its own.
+        _killpg(self.pid, signal.SIGKILL)
         self.wait4()
         self.give_back_terminal()
+        if ended:
+            return f"the command had ended after {ran:.2f} s"
         return f"stopped the command {ran:.2f} s after it started"
 
     def take_terminal(self) -> None:
