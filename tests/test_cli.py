@@ -41,7 +41,7 @@ def test_version() -> None:
         (["--requests", "0"], "--requests"),
     ],
 )
-def test_bad_input_is_exit_2_and_the_command_never_runs(
+def test_bad_input_is_exit_2_and_the_command_goes_no_further(
     co2gate: CliRun, tmp_path: Path, args: list[str], message: str
 ) -> None:
     marker = tmp_path / "ran"
@@ -53,7 +53,7 @@ def test_bad_input_is_exit_2_and_the_command_never_runs(
     assert not marker.exists()
 
 
-def test_unusable_out_dir_is_exit_2_before_the_command(co2gate: CliRun, tmp_path: Path) -> None:
+def test_unusable_out_dir_is_exit_2_and_one_line(co2gate: CliRun, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     marker = tmp_path / "ran"

@@ -218,7 +218,7 @@ def test_init_into_a_directory_is_one_line(co2gate: CliRun, repo: Path) -> None:
         ("x/" * 2100, "is longer than 4095 bytes"),
     ],
 )
-def test_a_ledger_path_the_file_system_cannot_hold_is_refused_before_the_command(
+def test_a_ledger_path_the_file_system_cannot_hold_is_refused_in_one_line(
     co2gate: CliRun, repo: Path, path: str, problem: str
 ) -> None:
     (repo / ".github" / "carbon-budget.yml").write_text(

@@ -119,7 +119,7 @@ def test_the_commands_own_failure_wins_over_the_verdict(co2gate: CliRun, in_repo
         (None, [], "not found"),
     ],
 )
-def test_a_bad_budget_stops_before_the_command(
+def test_a_bad_budget_stops_the_command(
     co2gate: CliRun, in_repo: Path, budget: str | None, args: list[str], message: str
 ) -> None:
     if budget is not None:

@@ -471,9 +471,7 @@ def test_a_missing_metrics_file_is_one_note_and_the_run_is_still_written_and_gat
 
 
 @pytest.mark.parametrize("command", ["measure", "run"])
-def test_bad_metric_syntax_stops_before_the_command(
-    co2gate: CliRun, tmp_path: Path, command: str
-) -> None:
+def test_bad_metric_syntax_stops_the_command(co2gate: CliRun, tmp_path: Path, command: str) -> None:
     marker = tmp_path / "ran"
     result = co2gate(
         command, "--out", str(tmp_path / "o"), "--budget-file", str(tmp_path / "none.yml"),

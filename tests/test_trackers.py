@@ -521,7 +521,7 @@ def test_an_unwritable_textfile_is_one_warning_and_the_verdict_stands(
     assert (tmp_path / "out" / "verdict.json").is_file()
 
 
-def test_a_textfile_node_exporter_would_never_read_is_refused_before_the_command(
+def test_a_textfile_node_exporter_would_never_read_stops_the_command(
     co2gate: CliRun, tmp_path: Path
 ) -> None:
     marker = tmp_path / "ran"
@@ -532,9 +532,7 @@ def test_a_textfile_node_exporter_would_never_read_is_refused_before_the_command
 
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1:9091", "http://127.0.0.1:99999", "http://"])
-def test_a_bad_pushgateway_url_is_refused_before_the_command(
-    co2gate: CliRun, tmp_path: Path, url: str
-) -> None:
+def test_a_bad_pushgateway_url_stops_the_command(co2gate: CliRun, tmp_path: Path, url: str) -> None:
     marker = tmp_path / "ran"
     args = ["measure", "--out", str(tmp_path / "out"), "--prometheus-pushgateway", url]
     result = co2gate(*args, "--", *late(marker), env=clean_env(tmp_path))
