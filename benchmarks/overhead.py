@@ -67,13 +67,18 @@ FLOOR = (
 )
 
 
+# What users run: the console script the install made (the Action runs it), else -m co2gate.
+SCRIPT = Path(sys.executable).with_name("co2gate")
+CO2GATE = [str(SCRIPT)] if SCRIPT.is_file() else [sys.executable, "-m", "co2gate"]
+
+
 def one_run(
     seconds: float, wrapped: bool, work: Path, floor: bool = False, check_first: bool = False
 ) -> Sample:
     stamps, out = work / "stamps", work / "out"
     command = [sys.executable, "-c", COMMAND, str(seconds), str(stamps)]
     if wrapped:
-        command = [sys.executable, "-m", "co2gate", "measure", "--out", str(out), "--", *command]
+        command = [*CO2GATE, "measure", "--out", str(out), "--", *command]
     elif floor:
         command = [sys.executable, "-c", FLOOR, *command]
     env = {**os.environ, "CO2GATE_CHECK_FIRST": "1" if check_first else ""}
@@ -114,7 +119,8 @@ def main() -> None:
     compileall.compile_dir(Path(co2gate.__file__).parent, quiet=1)
     compile_templates()
     print(f"co2gate overhead: {args.runs} runs each, alternating bare and wrapped")
-    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}\n")
+    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    print(f"co2gate: {' '.join(CO2GATE)}\n")
     results: dict[float, dict[bool, list[Sample]]] = {}
     floors: list[float] = []  # start delays under FLOOR, one beside each pair
     first: list[float] = []  # start delays with CO2GATE_CHECK_FIRST=1, one beside each pair
